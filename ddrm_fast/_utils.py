@@ -1,0 +1,40 @@
+"""Small helpers shared by the samplers: noise drawing and the optional progress bar."""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence, Union
+
+import torch
+
+Generator = Union[None, torch.Generator, Sequence[torch.Generator]]
+
+
+def randn(shape: Sequence[int], generator: Generator = None, *, like: Optional[torch.Tensor] = None,
+          device=None, dtype=None) -> torch.Tensor:
+    """Standard normal noise of ``shape`` from ``generator``.
+
+    ``generator`` is None (torch's global generator), one ``torch.Generator``, or a sequence with one generator per
+    sample (``shape[0]`` of them): then sample i's noise comes from its own stream alone, so it does not depend on
+    the batch it sits in. Noise is drawn on the generator's device and moved, so a CPU generator serves CUDA data.
+    """
+    if like is not None:
+        device = like.device if device is None else device
+        dtype = like.dtype if dtype is None else dtype
+    dtype = dtype or torch.float32
+    shape = tuple(int(s) for s in shape)
+    if generator is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+    gens = list(generator)
+    if len(gens) != shape[0]:
+        raise ValueError(f"generator: got {len(gens)} per-sample generators for a batch of {shape[0]}")
+    return torch.stack([torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens]).to(device)
+
+
+def progress_bar(it: Iterable, enabled: bool, desc: str):
+    """``tqdm`` over ``it`` when enabled (a per-step bar), else ``it`` unchanged."""
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc)
