@@ -1,0 +1,218 @@
+"""The DDRM sampler (Kawar et al. 2022, Algorithm 1 with eta_A = eta_C = eta) over any operator's SVD."""
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+
+from . import reference
+from ._utils import Generator, progress_bar, randn
+from .diffusion import take_eps
+from .operators.base import LinearOperator
+from .schedules import abar_table, ddrm_timesteps, linear_betas
+
+__all__ = ["ddrm_sample", "BACKENDS"]
+
+BACKENDS = ("auto", "reference", "cpu", "cuda")
+NOISE = ("torch", "compat")
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _sigma_y_tensor(sigma_y, operator: LinearOperator, batch: int, device) -> torch.Tensor:
+    """sigma_y as a (1|B, m) float32 tensor: a float, a per-sample (B,) tensor or a map broadcastable to y."""
+    if isinstance(sigma_y, bool) or not isinstance(sigma_y, (int, float, torch.Tensor)):
+        raise ValueError(f"sigma_y must be a float or a tensor, got {type(sigma_y).__name__}")
+    sy = torch.as_tensor(sigma_y, dtype=torch.float32, device=device)
+    if not bool(torch.isfinite(sy).all()):
+        raise ValueError("sigma_y must be finite")
+    if bool((sy < 0).any()):
+        raise ValueError("sigma_y must be >= 0")
+    if sy.numel() == 1:
+        return sy.reshape(1, 1)
+    if sy.dim() == 1 and sy.shape[0] == batch:
+        return sy.reshape(batch, 1)
+    if not operator.identity_U:
+        raise ValueError(f"sigma_y: a per-coordinate noise map needs an operator whose U is the identity "
+                         f"({type(operator).__name__} mixes measurements); give a float or a per-sample (B,) tensor")
+    try:
+        full = torch.broadcast_to(sy, (batch, *operator.y_shape))
+    except RuntimeError:
+        raise ValueError(f"sigma_y of shape {tuple(sy.shape)} is neither a float, a per-sample ({batch},) tensor, nor "
+                         f"broadcastable to y's shape {(batch, *operator.y_shape)}") from None
+    return full.reshape(batch, operator.m)
+
+
+# --- noise sources --------------------------------------------------------------------------------------------------
+class _TorchNoise:
+    """Spectral noise drawn directly in the operator's layout, one (B, N) draw per step."""
+
+    def __init__(self, batch: int, n: int, generator: Generator, device):
+        self.shape, self.generator, self.device = (batch, n), generator, device
+
+    def initial(self, x_T: torch.Tensor) -> torch.Tensor:
+        return x_T.reshape(self.shape)
+
+    def step(self, i: int) -> torch.Tensor:
+        return randn(self.shape, self.generator, device=self.device, dtype=torch.float32)
+
+
+class CompatNoise:
+    """The original DDRM's draws, in its order and shapes, expressed in another operator's spectral layout.
+
+    Per step the original draws (B, N) for case 3, (B, #case 2) for case 2, then (B, m) whose case-1 entries it
+    uses. Case memberships depend only on the singular values and scalars, so they are found once, on the host,
+    before the loop. ``to_layout`` maps a spectral vector of the original's basis to the target one (identity when
+    sampling in the original's own basis).
+    """
+
+    def __init__(self, singulars: torch.Tensor, sigma_0: float, sigma_next: torch.Tensor, batch: int, n: int,
+                 generator: Generator, device, to_layout: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        s = singulars.detach().to("cpu", torch.float32).reshape(-1)
+        self.m = s.numel()
+        self.batch, self.n, self.generator, self.device = batch, n, generator, device
+        self.to_layout = to_layout
+        self.after: List[torch.Tensor] = []
+        self.before: List[torch.Tensor] = []
+        for sn in sigma_next.detach().to("cpu", torch.float32):
+            self.after.append(torch.nonzero(s * sn < sigma_0).flatten().to(device))
+            self.before.append(torch.nonzero(s * sn > sigma_0).flatten().to(device))
+
+    def _map(self, zc: torch.Tensor) -> torch.Tensor:
+        return zc if self.to_layout is None else self.to_layout(zc)
+
+    def initial(self, x_T: torch.Tensor) -> torch.Tensor:
+        return self._map(x_T.reshape(self.batch, self.n))
+
+    def step(self, i: int) -> torch.Tensor:
+        b = self.batch
+        after, before = self.after[i], self.before[i]
+        z = randn((b, self.n), self.generator, device=self.device)
+        z_after = randn((b, after.numel()), self.generator, device=self.device)
+        z_meas = randn((b, self.m), self.generator, device=self.device)
+        z = z.index_copy(1, after, z_after).index_copy(1, before, z_meas.index_select(1, before))
+        return self._map(z)
+
+
+# --- the sampler ------------------------------------------------------------------------------------------------------
+def _check_scalar(name: str, value, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a float, got {type(value).__name__}")
+    if not lo <= float(value) <= hi:
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
+    return float(value)
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    from . import ops
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "cuda" if (device.type == "cuda" and ops.has_cuda()) else ("cpu" if (device.type == "cpu" and
+                                                                                 ops.has_cpu()) else "reference")
+    if backend == "cpu" and (device.type != "cpu" or not ops.has_cpu()):
+        raise ValueError("backend='cpu' needs CPU tensors and the compiled extension (ddrm_fast._C)")
+    if backend == "cuda" and (device.type != "cuda" or not ops.has_cuda()):
+        raise ValueError("backend='cuda' needs CUDA tensors and the extension built with CUDA")
+    return backend
+
+
+def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y, *, steps: int = 20,
+                eta: float = 0.85, eta_b: float = 1.0, schedule: Optional[torch.Tensor] = None,
+                generator: Generator = None, noise: str = "torch", backend: str = "reference",
+                x_T: Optional[torch.Tensor] = None, callback: Optional[Callable[[dict], None]] = None,
+                progress: bool = False) -> torch.Tensor:
+    """Restore images from y = H x + z with DDRM (Kawar et al. 2022); returns the restored batch (B, C, H, W).
+
+    Args:
+        model: ``model(x_t, t) -> eps`` with t a float (B,) tensor of timesteps; 2C output channels keep the first C.
+        y: measurements, natural layout (B, *operator.y_shape) or flat (B, m); finite.
+        operator: a :class:`ddrm_fast.operators.LinearOperator`.
+        sigma_y: measurement noise std in y's units (images in [-1, 1]): a float, a per-sample (B,) tensor, or a
+            per-coordinate map broadcastable to y (heterogeneous noise; needs an operator with U = I).
+        steps: number of DDRM steps over ``range(0, T, T // steps)``.
+        eta: eta_A = eta_C, the stochasticity of the steps (0: deterministic where not pulled to y).
+        eta_b: eta_B, the weight of y in coordinates noisier than y.
+        schedule: betas (T,); default DDPM's linear 1e-4..0.02 over 1000 steps.
+        generator: None (torch's global generator), a ``torch.Generator``, or one generator per sample (each sample's
+            noise then comes from its own stream alone).
+        noise: ``"torch"`` draws (B, N) spectral noise per step in this operator's layout; ``"compat"`` reproduces the
+            original DDRM's draws exactly (order and shapes), mapped into this operator's basis: the same numbers as
+            the original for the same seed. Needs an operator with an equivalent in the original code.
+        backend: ``"reference"`` (plain PyTorch), ``"cpu"``/``"cuda"`` (the compiled spectral step), or ``"auto"``.
+        x_T: the standard-normal draw the initial state is built from, (B, C, H, W) (the original's ``x``); read as
+            spectral noise (in the original's basis with ``noise="compat"``). Drawn from ``generator`` if None.
+        callback: called after every step with a dict: ``i``, ``t``, ``t_next``, ``x`` (x_{t'}), ``x0`` (prediction).
+        progress: show a progress bar over the steps.
+    """
+    # --- checks: everything a bad argument can break is tested before any work --------------------------------------
+    if not isinstance(operator, LinearOperator):
+        raise ValueError(f"operator must be a ddrm_fast.operators.LinearOperator, got {type(operator).__name__}")
+    if not callable(model):
+        raise ValueError("model must be callable as model(x_t, t)")
+    y_flat = operator.check_y(y, "y").float()
+    if not bool(torch.isfinite(y_flat).all()):
+        raise ValueError("y contains NaN or Inf")
+    batch = y_flat.shape[0]
+    device = y_flat.device
+    eta = _check_scalar("eta", eta, 0.0, 1.0)
+    eta_b = _check_scalar("eta_b", eta_b, 0.0, 1.0)
+    if noise not in NOISE:
+        raise ValueError(f"noise must be one of {NOISE}, got {noise!r}")
+    betas = linear_betas() if schedule is None else torch.as_tensor(schedule)
+    if betas.dim() != 1 or not bool(((betas > 0) & (betas < 1)).all()):
+        raise ValueError("schedule must be a 1-D tensor of betas in (0, 1)")
+    seq = ddrm_timesteps(steps, betas.numel())
+    sy = _sigma_y_tensor(sigma_y, operator, batch, device)
+    if x_T is not None:
+        x_T = operator.check_x(x_T, "x_T")
+        if x_T.shape[0] != batch:
+            raise ValueError(f"x_T has batch {x_T.shape[0]}, y has {batch}")
+    backend = _resolve_backend(backend, device)
+    c, h, w = operator.image_shape
+    n = operator.n
+
+    # --- one-time set-up: scalars, spectral measurements, noise ------------------------------------------------------
+    seq_next = [-1] + seq[:-1]
+    rev, rev_next = list(reversed(seq)), list(reversed(seq_next))
+    abar = abar_table(betas.float())
+    coef, sigma_T = reference.step_coefficients(abar, rev, rev_next)
+    coef, sigma_T = coef.to(device), sigma_T.to(device)
+    s = operator.singulars().to(device).float()
+    s = s.reshape(-1, operator.m)
+    uty = operator.Ut(y_flat)
+
+    if noise == "compat":
+        legacy = operator.compat_equivalent()
+        if legacy is None:
+            raise ValueError(f"noise='compat': {operator!r} has no equivalent in the original DDRM code")
+        if sy.numel() != 1:
+            raise ValueError("noise='compat' needs a scalar sigma_y (the original has one noise level)")
+        source = CompatNoise(legacy.singulars(), float(sy), coef[:, 2], batch, n, generator, device,
+                             to_layout=lambda z: operator.Vt(legacy.V(z)))
+    else:
+        source = _TorchNoise(batch, n, generator, device)
+    if x_T is None:
+        x_T = randn((batch, c, h, w), generator, device=device)
+    xbar = reference.initial_spectral(source.initial(x_T.float()), uty, s, sy, sigma_T)
+    x = operator.V(xbar).reshape(batch, c, h, w)
+
+    step = _step_function(backend)
+    ts = torch.tensor(rev, dtype=torch.float32, device=device)
+    for i in progress_bar(range(len(rev)), progress, "ddrm"):
+        eps = take_eps(model(x, ts[i].expand(batch)), c).float()
+        xbar_next, _ = step(operator.Vt(x), operator.Vt(eps), source.step(i), uty, s, sy, coef[i], eta, eta_b)
+        x_prev, x = x, operator.V(xbar_next).reshape(batch, c, h, w)
+        if callback is not None:
+            callback({"i": i, "t": rev[i], "t_next": rev_next[i], "x": x,
+                      "x0": (x_prev - coef[i, 1] * eps) / coef[i, 0]})
+    return x
+
+
+def _step_function(backend: str):
+    if backend == "reference":
+        return reference.spectral_step
+    from . import ops
+
+    return ops.spectral_step
