@@ -1,0 +1,60 @@
+// DDRM spectral step (spec: "DDRM sampling"), torch-free: the three-case update on V^T-space rows, fused with the
+// x0 prediction. One definition of the math per backend: spectral_step_cpu.cpp and spectral_step_cuda.cu both
+// evaluate ddrm_spectral_element() below.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define DDRM_HD __host__ __device__ __forceinline__
+#else
+#define DDRM_HD inline
+#endif
+
+namespace ddrm {
+
+// Plain pointers and sizes of one spectral step. Rows are batch samples; all float32, row-major.
+struct SpectralStepArgs {
+  const float* xbar;    // (B, N) V^T x_t
+  const float* epsbar;  // (B, N) V^T eps
+  const float* z;       // (B, N) the step's noise
+  const float* uty;     // (B, m) U^T y
+  const float* s;       // singular values, row stride s_bstride (0: shared by the batch), length m
+  const float* sigma_y; // noise std, element (b, j) at b * sy_bstride + j * sy_jstride
+  const float* coef;    // 4 floats: sqrt(abar_t), sqrt(1 - abar_t), sigma', sqrt(abar'); read where the data is
+  float* out;           // (B, N) sqrt(abar') * new
+  float* x0bar;         // (B, N) x0 prediction, or nullptr
+  int64_t batch, n, m;
+  int64_t s_bstride, sy_bstride, sy_jstride;
+  float eta, eta_b, eta_c;
+  bool legacy_zero_singulars;  // the original DDRM: a zero singular value below m counts as measured
+};
+
+// The update of one coordinate. coef values are passed in so each backend loads them once.
+DDRM_HD float ddrm_spectral_element(float xb, float eb, float zz, bool in_range, float s, float sy, float u,
+                                    float sqa, float sq1m, float sn, float eta, float eta_b, float eta_c,
+                                    bool legacy, float* x0_out) {
+  const float x0 = (xb - sq1m * eb) / sqa;
+  *x0_out = x0;
+  // case 3: unmeasured (or s sigma' == sigma_y): DDIM in this coordinate
+  float nw = x0 + sqrtf(1.0f - eta_c * eta_c) * sn * eb + eta_c * sn * zz;
+  if (in_range && (legacy || s > 0.0f)) {
+    const float s_sn = s * sn;
+    if (s_sn > sy) {  // case 1: noisier than y
+      const float r = eta_b * sy / s;
+      nw = eta_b * (u / s) + (1.0f - eta_b) * x0 + sqrtf(fmaxf(sn * sn - r * r, 0.0f)) * zz;
+    } else if (s_sn < sy) {  // case 2: less noisy than y
+      nw = x0 + sqrtf(1.0f - eta * eta) * sn * (u - s * x0) / sy + eta * sn * zz;
+    }
+  }
+  return nw;
+}
+
+// CPU: rows [row_begin, row_end) of the step (callers parallelise over rows).
+void spectral_step_cpu(const SpectralStepArgs& a, int64_t row_begin, int64_t row_end);
+
+// CUDA: the whole step on `stream` (a cudaStream_t); returns the launch's cudaError_t as int (0 = success).
+int spectral_step_cuda(const SpectralStepArgs& a, void* stream);
+
+}  // namespace ddrm

@@ -1,0 +1,50 @@
+// The thin binding: op schemas (TORCH_LIBRARY), input checks and the CPU dispatch. The math lives in kernels/.
+#include <ATen/Parallel.h>
+#include <Python.h>
+#include <torch/library.h>
+
+#include "spectral_step_args.h"
+
+namespace ddrm {
+
+std::tuple<at::Tensor, at::Tensor> spectral_step_cpu_op(const at::Tensor& xbar, const at::Tensor& epsbar,
+                                                        const at::Tensor& z, const at::Tensor& uty,
+                                                        const at::Tensor& s, const at::Tensor& sigma_y,
+                                                        const at::Tensor& coef, double eta, double eta_b,
+                                                        double eta_c, bool legacy_zero_singulars) {
+  TORCH_CHECK(xbar.device().is_cpu(), "xbar must be a CPU tensor for the CPU kernel");
+  SpectralStepArgs a{};
+  auto result = prepare_spectral_step(a, xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c,
+                                      legacy_zero_singulars);
+  // rows are independent: parallel over the batch, a grain of one row (rows are large)
+  at::parallel_for(0, a.batch, 1, [&](int64_t b0, int64_t b1) { spectral_step_cpu(a, b0, b1); });
+  return result;
+}
+
+}  // namespace ddrm
+
+TORCH_LIBRARY(ddrm_fast, m) {
+  m.def(
+      "spectral_step(Tensor xbar, Tensor epsbar, Tensor z, Tensor uty, Tensor s, Tensor sigma_y, Tensor coef, "
+      "float eta, float eta_b, float eta_c, bool legacy_zero_singulars) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(ddrm_fast, CPU, m) { m.impl("spectral_step", &ddrm::spectral_step_cpu_op); }
+
+// A Python module so `import ddrm_fast._C` loads the library (and with it the registrations above).
+static PyObject* built_with_cuda(PyObject*, PyObject*) {
+#ifdef DDRM_FAST_WITH_CUDA
+  Py_RETURN_TRUE;
+#else
+  Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"built_with_cuda", built_with_cuda, METH_NOARGS, "True when the CUDA kernels were compiled in."},
+    {nullptr, nullptr, 0, nullptr}};
+
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "ddrm_fast compiled ops", -1, methods};
+  return PyModule_Create(&module_def);
+}

@@ -1,0 +1,58 @@
+"""Public wrappers of the compiled ops in ``ddrm_fast._C`` (namespace ``torch.ops.ddrm_fast``).
+
+The extension is optional: without it (``DDRM_FAST_SKIP_EXT=1`` at install, or no compiler) the package works on the
+reference backend, and :func:`has_cpu` / :func:`has_cuda` say False.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+# --- load the extension (registers torch.ops.ddrm_fast.*) ------------------------------------------------------------
+try:
+    from . import _C  # noqa: F401
+    _EXT_ERROR: Optional[str] = None
+except ImportError as exc:  # built without the extension, or a broken build: the reference backend still works
+    _C = None
+    _EXT_ERROR = str(exc)
+
+__all__ = ["has_cpu", "has_cuda", "extension_error", "spectral_step"]
+
+
+def has_cpu() -> bool:
+    """True when the compiled CPU kernels are loaded."""
+    return _C is not None
+
+
+def has_cuda() -> bool:
+    """True when the extension was built with its CUDA kernels and a GPU is visible."""
+    return _C is not None and bool(_C.built_with_cuda()) and torch.cuda.is_available()
+
+
+def extension_error() -> Optional[str]:
+    """Why ``ddrm_fast._C`` did not load (None when it did)."""
+    return _EXT_ERROR
+
+
+# --- spectral_step: the three-case DDRM update on V^T-space tensors, fused with the x0 prediction -------------------
+if _C is not None:
+    @torch.library.register_fake("ddrm_fast::spectral_step")
+    def _spectral_step_fake(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars):
+        # shapes only: two (B, N) float32 outputs
+        return torch.empty_like(xbar, dtype=torch.float32), torch.empty_like(xbar, dtype=torch.float32)
+
+
+def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor,
+                  sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float, eta_c: Optional[float] = None,
+                  legacy_zero_singulars: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The compiled :func:`ddrm_fast.reference.spectral_step` (same arguments, same results to float32 rounding).
+
+    xbar, epsbar, z: (B, N); uty: (B, m); s: (1|B, m); sigma_y: (1|B, 1|m); coef: (4,) on the same device.
+    Returns (sqrt(abar') * new, x0bar), float32 (B, N).
+    """
+    if _C is None:
+        raise RuntimeError(f"ddrm_fast._C is not available: {_EXT_ERROR}")
+    eta_c = eta if eta_c is None else eta_c
+    return torch.ops.ddrm_fast.spectral_step(xbar, epsbar, z, uty, s, sigma_y, coef, float(eta), float(eta_b),
+                                             float(eta_c), bool(legacy_zero_singulars))
