@@ -1,0 +1,33 @@
+# Set-up and checks. `make demo` and `make test` each do all set-up on a fresh machine: a virtual environment,
+# torch==2.13.0 only when no torch is importable there (never a CUDA torch pulled by a dependency), then the package.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CMAKE_BUILD ?= build/cmake
+
+.PHONY: setup demo test pytest triton-test ctest clean
+
+setup: $(VENV)/.ddrm_fast_installed
+
+$(VENV)/.ddrm_fast_installed: setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/kernels/*)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q setuptools wheel packaging ninja
+	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	touch $@
+
+demo: setup
+	$(PY) -m ddrm_fast demo
+
+test: setup pytest ctest
+
+pytest: setup
+	$(PY) -m pytest -q tests
+
+# the torch-free kernel core alone: C++ unit tests, and the .cu files compiled when nvcc is present
+ctest:
+	cmake -S . -B $(CMAKE_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(CMAKE_BUILD) -j 2
+	ctest --test-dir $(CMAKE_BUILD) --output-on-failure
+
+clean:
+	rm -rf build $(CMAKE_BUILD) ddrm_fast/_C*.so *.egg-info

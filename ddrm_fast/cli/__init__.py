@@ -1,0 +1,1 @@
+"""Command-line entry points (`ddrm-fast`, `python -m ddrm_fast`)."""

@@ -1,0 +1,75 @@
+"""Restore a synthetic image with the exact Gaussian-prior model: DDRM end to end with no weights to download.
+
+The image is drawn from the prior N(mean, std^2 I) whose mean is a smooth synthetic picture; the model is that
+prior's exact noise predictor, so DDRM's restoration can use what the prior knows while the pseudo-inverse cannot.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from .. import ddrm_sample, operators as O
+from ..models import GaussianPriorEps
+
+TASKS = ("deno", "inp", "sr4", "color", "deblur")
+
+
+def synthetic_mean(size: int) -> torch.Tensor:
+    """A smooth colour picture in [-1, 1]: gradients, a disc and a ring."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    r = (xx**2 + yy**2).sqrt()
+    red = 0.8 * torch.tanh(6 * (0.45 - r))
+    green = 0.7 * torch.sin(3 * xx) * torch.cos(2 * yy)
+    blue = 0.8 * torch.tanh(8 * (0.08 - (r - 0.7).abs())) + 0.3 * yy
+    return torch.stack([red, green, blue]).clamp(-1, 1)
+
+
+def make_operator(task: str, size: int, generator: torch.Generator) -> O.LinearOperator:
+    shape = (3, size, size)
+    if task == "deno":
+        return O.Denoise(shape)
+    if task == "inp":
+        return O.Inpaint((torch.rand(1, 1, size, size, generator=generator) > 0.5).float(), channels=3)
+    if task == "sr4":
+        return O.SuperRes(4, shape)
+    if task == "color":
+        return O.Colorize(shape)
+    if task == "deblur":
+        return O.Blur([1 / 9] * 9, shape)
+    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
+    mse = torch.mean((a.clamp(-1, 1) - b) ** 2).item()
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
+def run(task: str = "sr4", sigma_y: float = 0.05, steps: int = 20, size: int = 64, seed: int = 0,
+        backend: str = "auto", std: float = 0.15) -> dict:
+    """Degrade, restore and score one synthetic image; returns the numbers it prints."""
+    g = torch.Generator().manual_seed(seed)
+    mean = synthetic_mean(size)
+    x = (mean + std * torch.randn(3, size, size, generator=g))[None]
+    op = make_operator(task, size, g)
+    y = op.H(x)
+    y = y + sigma_y * torch.randn(y.shape, generator=g)
+    model = GaussianPriorEps(std=std, mean=mean)
+    t0 = time.perf_counter()
+    out = ddrm_sample(model, y, op, sigma_y, steps=steps, generator=g, backend=backend)
+    seconds = time.perf_counter() - t0
+    return {"task": task, "sigma_y": sigma_y, "steps": steps, "psnr_pinv": psnr(op.H_pinv(y), x),
+            "psnr_ddrm": psnr(out, x), "seconds": seconds}
+
+
+def main(args) -> int:
+    tasks = TASKS if args.task == "all" else (args.task,)
+    print(f"ddrm_fast demo: {args.size}x{args.size} synthetic image, exact Gaussian-prior model, "
+          f"sigma_y={args.sigma_y}, {args.steps} steps, backend {args.backend}")
+    print(f"  {'task':8s} {'PSNR pinv':>10s} {'PSNR DDRM':>10s} {'seconds':>8s}")
+    for task in tasks:
+        r = run(task, args.sigma_y, args.steps, args.size, args.seed, args.backend)
+        print(f"  {task:8s} {r['psnr_pinv']:9.2f}  {r['psnr_ddrm']:9.2f}  {r['seconds']:8.2f}")
+    return 0
