@@ -29,10 +29,11 @@ def _extensions():
         raise SystemExit("DDRM_FAST_CUDA=1 but torch was built without CUDA or no CUDA toolkit was found")
     with_cuda = cuda_possible and mode != "0"
 
-    sources = [f"{CSRC}/ops.cpp", f"{CSRC}/kernels/spectral_step_cpu.cpp"]
+    sources = [f"{CSRC}/ops.cpp", f"{CSRC}/kernels/spectral_step_cpu.cpp", f"{CSRC}/kernels/group_step_cpu.cpp"]
     cxx = ["-O3", "-std=c++17"]
     if with_cuda:
-        sources += [f"{CSRC}/ops_cuda.cpp", f"{CSRC}/kernels/spectral_step_cuda.cu"]
+        sources += [f"{CSRC}/ops_cuda.cpp", f"{CSRC}/kernels/spectral_step_cuda.cu",
+                    f"{CSRC}/kernels/group_step_cuda.cu"]
         args = {"cxx": cxx + ["-DDDRM_FAST_WITH_CUDA"], "nvcc": ["-O3", "-std=c++17", "-DDDRM_FAST_WITH_CUDA"]}
         ext = CUDAExtension("ddrm_fast._C", sources, extra_compile_args=args, include_dirs=[os.path.abspath(CSRC)])
     else:

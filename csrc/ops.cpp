@@ -3,6 +3,7 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "group_step_args.h"
 #include "spectral_step_args.h"
 
 namespace ddrm {
@@ -21,15 +22,36 @@ std::tuple<at::Tensor, at::Tensor> spectral_step_cpu_op(const at::Tensor& xbar, 
   return result;
 }
 
+std::tuple<at::Tensor, at::Tensor> group_step_cpu_op(
+    const at::Tensor& x, const at::Tensor& eps, const at::Tensor& y, const at::Tensor& weights,
+    const c10::optional<at::Tensor>& observed, const at::Tensor& sigma_y, const at::Tensor& coef,
+    const c10::optional<at::Tensor>& z, const c10::optional<at::Tensor>& seeds, int64_t offset,
+    at::IntArrayRef group_shape, double eta, double eta_b, bool want_x0) {
+  TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor for the CPU kernel");
+  GroupStepArgs a{};
+  auto result = prepare_group_step(a, x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta,
+                                   eta_b, want_x0);
+  const int64_t groups = a.B * (a.C / a.cg) * (a.H / a.rh) * (a.W / a.rw);
+  at::parallel_for(0, groups, 2048, [&](int64_t g0, int64_t g1) { group_step_cpu(a, g0, g1); });
+  return result;
+}
+
 }  // namespace ddrm
 
 TORCH_LIBRARY(ddrm_fast, m) {
+  m.def(
+      "group_step(Tensor x, Tensor eps, Tensor y, Tensor weights, Tensor? observed, Tensor sigma_y, Tensor coef, "
+      "Tensor? z, Tensor? seeds, int offset, int[] group_shape, float eta, float eta_b, bool want_x0) "
+      "-> (Tensor, Tensor)");
   m.def(
       "spectral_step(Tensor xbar, Tensor epsbar, Tensor z, Tensor uty, Tensor s, Tensor sigma_y, Tensor coef, "
       "float eta, float eta_b, float eta_c, bool legacy_zero_singulars) -> (Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(ddrm_fast, CPU, m) { m.impl("spectral_step", &ddrm::spectral_step_cpu_op); }
+TORCH_LIBRARY_IMPL(ddrm_fast, CPU, m) {
+  m.impl("spectral_step", &ddrm::spectral_step_cpu_op);
+  m.impl("group_step", &ddrm::group_step_cpu_op);
+}
 
 // A Python module so `import ddrm_fast._C` loads the library (and with it the registrations above).
 static PyObject* built_with_cuda(PyObject*, PyObject*) {

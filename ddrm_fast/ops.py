@@ -17,7 +17,7 @@ except ImportError as exc:  # built without the extension, or a broken build: th
     _C = None
     _EXT_ERROR = str(exc)
 
-__all__ = ["has_cpu", "has_cuda", "extension_error", "spectral_step"]
+__all__ = ["has_cpu", "has_cuda", "extension_error", "spectral_step", "group_step"]
 
 
 def has_cpu() -> bool:
@@ -56,3 +56,30 @@ def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty
     eta_c = eta if eta_c is None else eta_c
     return torch.ops.ddrm_fast.spectral_step(xbar, epsbar, z, uty, s, sigma_y, coef, float(eta), float(eta_b),
                                              float(eta_c), bool(legacy_zero_singulars))
+
+
+# --- group_step: the one-pass step for rank-one-per-group operators (no explicit V) ---------------------------------
+if _C is not None:
+    @torch.library.register_fake("ddrm_fast::group_step")
+    def _group_step_fake(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b,
+                         want_x0):
+        # float32 outputs laid out like x; x0 is empty unless asked for
+        out = torch.empty_like(x, dtype=torch.float32)
+        return out, (torch.empty_like(out) if want_x0 else x.new_empty((0,), dtype=torch.float32))
+
+
+def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+               observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, group_shape,
+               eta: float, eta_b: float, z: Optional[torch.Tensor] = None, seeds: Optional[torch.Tensor] = None,
+               offset: int = 0, want_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The compiled :func:`ddrm_fast.reference.group_step`: one read of x_t and eps, one write of x_{t'}.
+
+    x, eps: (B, C, H, W) float32/float16/bfloat16, any strides (eps may be the first C channels of a 2C output).
+    y: (B, G) float32; weights (n,); observed (1|B, G) or None; sigma_y (1|B, 1|G); coef (4,).
+    Noise: ``z`` (B, C, H, W) float32, or in-kernel Philox from per-sample ``seeds`` (B,) int64 at ``offset``
+    (the numbers of :func:`ddrm_fast.reference.philox_normal`). Returns (x_{t'}, x0 or an empty tensor), float32.
+    """
+    if _C is None:
+        raise RuntimeError(f"ddrm_fast._C is not available: {_EXT_ERROR}")
+    return torch.ops.ddrm_fast.group_step(x, eps, y, weights, observed, sigma_y, coef, z, seeds, int(offset),
+                                          [int(v) for v in group_shape], float(eta), float(eta_b), bool(want_x0))

@@ -14,7 +14,8 @@ from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["step_coefficients", "initial_spectral", "spectral_step"]
+__all__ = ["step_coefficients", "initial_coefficients", "initial_spectral", "spectral_step", "group_step",
+           "philox_normal"]
 
 
 def step_coefficients(abar: torch.Tensor, seq, seq_next) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -40,16 +41,20 @@ def _measured(s: torch.Tensor, legacy_zero_singulars: bool) -> torch.Tensor:
     return torch.ones_like(s, dtype=torch.bool) if legacy_zero_singulars else s > 0
 
 
+def initial_coefficients(sigma_T: torch.Tensor) -> torch.Tensor:
+    """The step coefficients that turn a step into the initial draw: with x = eps = 0, eta = eta_b = 1 and
+    coef = [1, 0, sigma_T, 1/sigma_T], a step yields (ybar + sqrt(sigma_T^2 - sigma_y^2/s^2) z) / sigma_T where
+    s sigma_T > sigma_y and z elsewhere (spec, "Initial state"): one definition of the math for both."""
+    one = torch.ones_like(sigma_T)
+    return torch.stack([one, torch.zeros_like(sigma_T), sigma_T, one / sigma_T])
+
+
 def initial_spectral(z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor, sigma_y: torch.Tensor,
                      sigma_T: torch.Tensor, legacy_zero_singulars: bool = False) -> torch.Tensor:
     """xbar_T (B, N): (ybar + sqrt(sigma_T^2 - sigma_y^2/s^2) z) / sigma_T where s sigma_T > sigma_y, else z."""
-    m = uty.shape[1]
-    zh = z[:, :m]
-    large = _measured(s, legacy_zero_singulars) & (s * sigma_T > sigma_y)
-    ss = _safe(s)
-    rem = (sigma_T**2 - (sigma_y / ss) ** 2).clamp_min(0).sqrt()
-    head = torch.where(large, (uty / ss + rem * zh) / sigma_T, zh)
-    return torch.cat([head, z[:, m:]], dim=1)
+    zeros = torch.zeros_like(z)
+    return spectral_step(zeros, zeros, z, uty, s, sigma_y, initial_coefficients(sigma_T), 1.0, 1.0,
+                         legacy_zero_singulars=legacy_zero_singulars)[0]
 
 
 def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor,
@@ -85,3 +90,88 @@ def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty
     head = torch.where(measured & (s_sn > sigma_y), new1,
                        torch.where(measured & (s_sn < sigma_y), new2, new[:, :m]))
     return sqan * torch.cat([head, new[:, m:]], dim=1), x0bar
+
+
+def group_step(x: torch.Tensor, eps: torch.Tensor, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+               observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, group_shape,
+               eta: float, eta_b: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One DDRM step for a rank-one-per-group operator in pixel space, with no explicit V (spec, "Structured
+    operators"): per group g, with v = k/|k| and s = |k| observed_g,
+    new_g = P(x0_g + sqrt(1-eta^2) sigma' eps_g + eta sigma' z_g) + v new_1, P w = w - v (v . w),
+    where new_1 is the three-case update of the measured coordinate (x0bar_1 = v . x0_g, epsbar_1 = v . eps_g,
+    z_1 = v . z_g). Equal to :func:`spectral_step` with zbar = V^T z.
+
+    Args:
+        x, eps, z: (B, C, H, W) (any float dtype; computed in float32).
+        y: (B, G) measurements in y's natural order; weights: k, (n,); observed: (1|B, G) or None.
+        sigma_y: (1|B, 1|G); coef as for :func:`spectral_step`; group_shape: (cg, rh, rw).
+    Returns:
+        (x_{t'}, x0), float32 (B, C, H, W).
+    """
+    sqa, sq1m, sn, sqan = coef[0], coef[1], coef[2], coef[3]
+    b, c, h, w = x.shape
+    cg, rh, rw = group_shape
+
+    def groups(t):  # (B, C, H, W) -> (B, G, n), groups in y's natural order
+        t = t.float().reshape(b, c // cg, cg, h // rh, rh, w // rw, rw).permute(0, 1, 3, 5, 2, 4, 6)
+        return t.reshape(b, -1, cg * rh * rw)
+
+    k = weights.float()
+    k_norm = k.norm()
+    v = k / k_norm
+    x0 = (groups(x) - sq1m * groups(eps)) / sqa
+    e, zz = groups(eps), groups(z)
+    wv = x0 + (1 - eta * eta) ** 0.5 * sn * e + eta * sn * zz  # case 3 for every direction
+    s = k_norm * (observed.float() if observed is not None else torch.ones_like(y[:1]))
+    measured = s > 0
+    x0_1, eps_1, z_1 = x0 @ v, e @ v, zz @ v
+    ss = _safe(s)
+    new1 = eta_b * (y / ss) + (1 - eta_b) * x0_1 + (sn**2 - (eta_b * sigma_y / ss) ** 2).clamp_min(0).sqrt() * z_1
+    new2 = x0_1 + (1 - eta * eta) ** 0.5 * sn * (y - s * x0_1) / _safe(sigma_y) + eta * sn * z_1
+    w_1 = wv @ v
+    new_1 = torch.where(measured & (s * sn > sigma_y), new1, torch.where(measured & (s * sn < sigma_y), new2, w_1))
+    out = sqan * (wv + v * (new_1 - w_1).unsqueeze(-1))
+
+    def image(t):  # (B, G, n) -> (B, C, H, W)
+        t = t.reshape(b, c // cg, h // rh, w // rw, cg, rh, rw).permute(0, 1, 4, 2, 5, 3, 6)
+        return t.reshape(b, c, h, w)
+
+    return image(out), image(x0)
+
+
+# --- counter-based noise (Philox4x32-10), the same numbers as the compiled and Triton kernels ----------------------
+_M0, _M1, _W0, _W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+_MASK = 0xFFFFFFFF
+
+
+def _mulhilo(a: int, x: torch.Tensor):
+    # x < 2**32 held in int64: the product wraps modulo 2**64, and both 32-bit halves survive the wrap
+    p = x * a
+    return (p >> 32) & _MASK, p & _MASK
+
+
+def philox4x32(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 (Salmon et al. 2011) on int64 tensors holding 32-bit words; returns the four output words."""
+    for r in range(10):
+        hi0, lo0 = _mulhilo(_M0, c0)
+        hi1, lo1 = _mulhilo(_M1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        if r < 9:
+            k0, k1 = (k0 + _W0) & _MASK, (k1 + _W1) & _MASK
+    return c0, c1, c2, c3
+
+
+def philox_normal(seeds: torch.Tensor, offset: int, numel: int) -> torch.Tensor:
+    """Standard normals (B, numel) from Philox4x32-10: sample b, element e use key = seeds[b] (two 32-bit halves)
+    and counter = (e, 0, offset low, offset high); Box-Muller on the first two words, 24 bits each, so every
+    backend computes the same uniforms exactly. A sample's noise depends only on its seed, offset and element."""
+    seeds = seeds.to(torch.int64).reshape(-1, 1)
+    k0, k1 = seeds & _MASK, (seeds >> 32) & _MASK
+    e = torch.arange(numel, device=seeds.device, dtype=torch.int64).reshape(1, -1)
+    c0, c1 = e.expand(seeds.shape[0], -1), torch.zeros_like(e).expand(seeds.shape[0], -1)
+    c2 = torch.full_like(c0, offset & _MASK)
+    c3 = torch.full_like(c0, (offset >> 32) & _MASK)
+    c0, c1, _, _ = philox4x32(c0, c1, c2, c3, k0, k1)
+    u1 = ((c0 >> 8) + 1).float() * 2.0**-24  # (0, 1]
+    u2 = (c1 >> 8).float() * 2.0**-24        # [0, 1)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(6.2831855 * u2)

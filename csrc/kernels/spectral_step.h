@@ -3,14 +3,7 @@
 // evaluate ddrm_spectral_element() below.
 #pragma once
 
-#include <cmath>
-#include <cstdint>
-
-#if defined(__CUDACC__)
-#define DDRM_HD __host__ __device__ __forceinline__
-#else
-#define DDRM_HD inline
-#endif
+#include "common.h"
 
 namespace ddrm {
 

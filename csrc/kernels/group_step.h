@@ -1,0 +1,102 @@
+// The one-pass DDRM step for rank-one-per-group operators (spec, "Structured operators"), torch-free.
+// Per group g (cg channels x rh x rw pixels, weights k, v = k/|k|, s = |k| observed_g):
+//   x0 = (x - sqrt(1-abar) eps) / sqrt(abar),  w = x0 + sqrt(1-eta^2) sigma' eps + eta sigma' z   (case 3)
+//   new_1 = three-case update of the measured coordinate from v.x0, v.eps, v.z, y_g, s, sigma_y
+//   x_{t'} = sqrt(abar') (w + v (new_1 - v.w))
+// One thread (CPU: one loop iteration) per group; pass 1 forms the three dot products, pass 2 writes, re-reading the
+// group (from cache) instead of holding up to n values in registers.
+#pragma once
+
+#include "common.h"
+#include "philox.h"
+
+namespace ddrm {
+
+struct GroupStepArgs {
+  const void* x; Strides4 xs; DType x_dtype;      // (B, C, H, W) x_t
+  const void* eps; Strides4 es; DType eps_dtype;  // (B, C, H, W) eps (may be a channel slice of a 2C output)
+  const float* z; Strides4 zs;                    // (B, C, H, W) noise, or nullptr: Philox from seeds/offset
+  const int64_t* seeds; uint64_t offset;          // per-sample Philox keys (B,) and the step's counter offset
+  const float* y;                                 // (B, G) measurements, natural order
+  const float* weights;                           // k, n = cg*rh*rw values (channel, row, col)
+  const float* observed; int64_t obs_bstride;     // (1|B, G) or nullptr (all observed)
+  const float* sigma_y; int64_t sy_bstride, sy_jstride;
+  const float* coef;                              // sqrt(abar_t), sqrt(1-abar_t), sigma', sqrt(abar')
+  float* out; Strides4 os;                        // (B, C, H, W) float32 x_{t'}
+  float* x0; Strides4 x0s;                        // (B, C, H, W) float32 x0, or nullptr
+  int64_t B, C, H, W;
+  int cg, rh, rw;
+  float eta, eta_b;
+};
+
+template <typename TX, typename TE>
+DDRM_HD void group_update(const GroupStepArgs& a, int64_t gi, float sqa, float sq1m, float sn, float sqan) {
+  const int64_t gw = a.W / a.rw, gh = a.H / a.rh, gc = a.C / a.cg;
+  const int64_t G = gc * gh * gw;
+  const int64_t b = gi / G, g = gi - b * G;
+  const int64_t cy = g / (gh * gw), i = (g / gw) % gh, j = g % gw;
+  const TX* x = static_cast<const TX*>(a.x);
+  const TE* e = static_cast<const TE*>(a.eps);
+  // |k| from the weights themselves (n values, cached): no host read of a device tensor
+  float k2 = 0.f;
+  for (int t = 0; t < a.cg * a.rh * a.rw; ++t) k2 += a.weights[t] * a.weights[t];
+  const float k_norm = sqrtf(k2), inv_k = 1.0f / k_norm;
+  const float c3 = sqrtf(1.0f - a.eta * a.eta) * sn, c3z = a.eta * sn;
+  const uint64_t seed = a.z ? 0 : static_cast<uint64_t>(a.seeds[b]);
+  const int64_t plane = a.H * a.W;
+
+  // pass 1: v . x0, v . eps, v . z
+  float d_x0 = 0.f, d_eps = 0.f, d_z = 0.f;
+  int t = 0;
+  for (int ca = 0; ca < a.cg; ++ca)
+    for (int p = 0; p < a.rh; ++p)
+      for (int q = 0; q < a.rw; ++q, ++t) {
+        const int64_t c = cy * a.cg + ca, h = i * a.rh + p, w = j * a.rw + q;
+        const float ev = to_float(e[a.es.at(b, c, h, w)]);
+        const float x0v = (to_float(x[a.xs.at(b, c, h, w)]) - sq1m * ev) / sqa;
+        const float zv = a.z ? a.z[a.zs.at(b, c, h, w)] : philox_normal(seed, a.offset, c * plane + h * a.W + w);
+        const float v = a.weights[t] * inv_k;
+        d_x0 += v * x0v;
+        d_eps += v * ev;
+        d_z += v * zv;
+      }
+
+  // the measured coordinate: cases 1 and 2; case 3 keeps w's own component
+  const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
+  float new1 = w1;
+  const float s = a.observed ? k_norm * a.observed[b * a.obs_bstride + g] : k_norm;
+  if (s > 0.f) {
+    const float sy = a.sigma_y[b * a.sy_bstride + g * a.sy_jstride];
+    const float yv = a.y[b * G + g];
+    const float s_sn = s * sn;
+    if (s_sn > sy) {
+      const float r = a.eta_b * sy / s;
+      new1 = a.eta_b * (yv / s) + (1.0f - a.eta_b) * d_x0 + sqrtf(fmaxf(sn * sn - r * r, 0.0f)) * d_z;
+    } else if (s_sn < sy) {
+      new1 = d_x0 + sqrtf(1.0f - a.eta * a.eta) * sn * (yv - s * d_x0) / sy + a.eta * sn * d_z;
+    }
+  }
+  const float delta = new1 - w1;
+
+  // pass 2: x_{t'} = sqrt(abar') (w + v delta)
+  t = 0;
+  for (int ca = 0; ca < a.cg; ++ca)
+    for (int p = 0; p < a.rh; ++p)
+      for (int q = 0; q < a.rw; ++q, ++t) {
+        const int64_t c = cy * a.cg + ca, h = i * a.rh + p, w = j * a.rw + q;
+        const float ev = to_float(e[a.es.at(b, c, h, w)]);
+        const float x0v = (to_float(x[a.xs.at(b, c, h, w)]) - sq1m * ev) / sqa;
+        const float zv = a.z ? a.z[a.zs.at(b, c, h, w)] : philox_normal(seed, a.offset, c * plane + h * a.W + w);
+        const float v = a.weights[t] * inv_k;
+        a.out[a.os.at(b, c, h, w)] = sqan * (x0v + c3 * ev + c3z * zv + v * delta);
+        if (a.x0) a.x0[a.x0s.at(b, c, h, w)] = x0v;
+      }
+}
+
+// CPU: groups [g_begin, g_end) of the B*G groups (callers parallelise).
+void group_step_cpu(const GroupStepArgs& a, int64_t g_begin, int64_t g_end);
+
+// CUDA: all groups on `stream` (a cudaStream_t); returns the cudaError_t of the launch (0 = success).
+int group_step_cuda(const GroupStepArgs& a, void* stream);
+
+}  // namespace ddrm
