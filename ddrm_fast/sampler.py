@@ -9,12 +9,13 @@ from . import reference
 from ._utils import Generator, progress_bar, randn
 from .diffusion import take_eps
 from .operators.base import LinearOperator
+from .operators.group import GroupOperator
 from .schedules import abar_table, ddrm_timesteps, linear_betas
 
 __all__ = ["ddrm_sample", "BACKENDS"]
 
-BACKENDS = ("auto", "reference", "cpu", "cuda")
-NOISE = ("torch", "compat")
+BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
+NOISE = ("torch", "compat", "philox")
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -43,18 +44,65 @@ def _sigma_y_tensor(sigma_y, operator: LinearOperator, batch: int, device) -> to
     return full.reshape(batch, operator.m)
 
 
-# --- noise sources --------------------------------------------------------------------------------------------------
+# --- noise sources: per step a standard normal in the layout the step consumes ---------------------------------------
+# Group operators consume image-layout noise (the one-pass kernels add it pixel by pixel; the reference maps it with
+# V^T), explicit-V operators spectral (B, N) noise.
+INIT_OFFSET = 1 << 32  # Philox counter offset of the initial draw; step i uses offset i
+
+
 class _TorchNoise:
-    """Spectral noise drawn directly in the operator's layout, one (B, N) draw per step."""
+    """Noise from torch's generators, drawn in ``shape`` (image or spectral layout)."""
 
-    def __init__(self, batch: int, n: int, generator: Generator, device):
-        self.shape, self.generator, self.device = (batch, n), generator, device
+    seeds = None
 
-    def initial(self, x_T: torch.Tensor) -> torch.Tensor:
-        return x_T.reshape(self.shape)
+    def __init__(self, shape, generator: Generator, device):
+        self.shape, self.generator, self.device = tuple(shape), generator, device
+
+    def initial(self) -> torch.Tensor:
+        return randn(self.shape, self.generator, device=self.device)
 
     def step(self, i: int) -> torch.Tensor:
-        return randn(self.shape, self.generator, device=self.device, dtype=torch.float32)
+        return randn(self.shape, self.generator, device=self.device)
+
+
+class _PhiloxNoise:
+    """Counter-based noise: sample b's draws depend only on seeds[b] and the step, never on the batch around it.
+
+    With ``in_kernel`` the kernels generate it themselves (``step`` returns None); otherwise it is materialised with
+    :func:`ddrm_fast.reference.philox_normal`, the same numbers.
+    """
+
+    def __init__(self, seeds: torch.Tensor, shape, in_kernel: bool):
+        self.seeds, self.shape, self.in_kernel = seeds, tuple(shape), in_kernel
+
+    def _draw(self, offset: int) -> Optional[torch.Tensor]:
+        if self.in_kernel:
+            return None
+        numel = 1
+        for d in self.shape[1:]:
+            numel *= d
+        return reference.philox_normal(self.seeds, offset, numel).reshape(self.shape)
+
+    def initial(self) -> Optional[torch.Tensor]:
+        return self._draw(INIT_OFFSET)
+
+    def step(self, i: int) -> Optional[torch.Tensor]:
+        return self._draw(i)
+
+
+def philox_seeds(generator: Generator, batch: int, device) -> torch.Tensor:
+    """Per-sample 62-bit Philox keys: one from each per-sample generator (batch-independent), else B from the one
+    generator (or torch's global one)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        gens = list(generator)
+        if len(gens) != batch:
+            raise ValueError(f"generator: got {len(gens)} per-sample generators for a batch of {batch}")
+        seeds = torch.cat([torch.randint(0, 2**62, (1,), generator=g, device=g.device).cpu() for g in gens])
+    elif generator is not None:
+        seeds = torch.randint(0, 2**62, (batch,), generator=generator, device=generator.device).cpu()
+    else:
+        seeds = torch.randint(0, 2**62, (batch,))
+    return seeds.to(device)
 
 
 class CompatNoise:
@@ -62,16 +110,20 @@ class CompatNoise:
 
     Per step the original draws (B, N) for case 3, (B, #case 2) for case 2, then (B, m) whose case-1 entries it
     uses. Case memberships depend only on the singular values and scalars, so they are found once, on the host,
-    before the loop. ``to_layout`` maps a spectral vector of the original's basis to the target one (identity when
-    sampling in the original's own basis).
+    before the loop. ``to_layout`` maps a spectral vector of the original's basis to the layout the step consumes
+    (None: the original's own).
     """
 
+    seeds = None
+
     def __init__(self, singulars: torch.Tensor, sigma_0: float, sigma_next: torch.Tensor, batch: int, n: int,
-                 generator: Generator, device, to_layout: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+                 generator: Generator, device, to_layout: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 image_shape: Optional[Sequence[int]] = None):
         s = singulars.detach().to("cpu", torch.float32).reshape(-1)
         self.m = s.numel()
         self.batch, self.n, self.generator, self.device = batch, n, generator, device
         self.to_layout = to_layout
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.after: List[torch.Tensor] = []
         self.before: List[torch.Tensor] = []
         for sn in sigma_next.detach().to("cpu", torch.float32):
@@ -81,7 +133,9 @@ class CompatNoise:
     def _map(self, zc: torch.Tensor) -> torch.Tensor:
         return zc if self.to_layout is None else self.to_layout(zc)
 
-    def initial(self, x_T: torch.Tensor) -> torch.Tensor:
+    def initial(self, x_T: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if x_T is None:  # the original's caller draws torch.randn(B, C, H, W) first
+            x_T = randn((self.batch, *self.image_shape), self.generator, device=self.device)
         return self._map(x_T.reshape(self.batch, self.n))
 
     def step(self, i: int) -> torch.Tensor:
@@ -105,17 +159,41 @@ def _check_scalar(name: str, value, lo: float, hi: float) -> float:
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
     from . import ops
+    from .triton import available as triton_available
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "cuda" if (device.type == "cuda" and ops.has_cuda()) else ("cpu" if (device.type == "cpu" and
-                                                                                 ops.has_cpu()) else "reference")
+        if device.type == "cuda":
+            return "cuda" if ops.has_cuda() else ("triton" if triton_available() else "reference")
+        return "cpu" if (device.type == "cpu" and ops.has_cpu()) else "reference"
     if backend == "cpu" and (device.type != "cpu" or not ops.has_cpu()):
         raise ValueError("backend='cpu' needs CPU tensors and the compiled extension (ddrm_fast._C)")
     if backend == "cuda" and (device.type != "cuda" or not ops.has_cuda()):
         raise ValueError("backend='cuda' needs CUDA tensors and the extension built with CUDA")
+    if backend == "triton" and not triton_available():
+        raise ValueError("backend='triton' needs triton and a CUDA device (or TRITON_INTERPRET=1 on the CPU)")
     return backend
+
+
+def _kernels(backend: str):
+    """(spectral_step, group_step) of a backend, with the signatures of :mod:`ddrm_fast.ops`."""
+    from . import ops
+
+    if backend in ("cpu", "cuda"):
+        return ops.spectral_step, ops.group_step
+    from .triton import group_step as tg, spectral_step as ts  # noqa: F401  (registers the ops)
+
+    def spectral(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c=None, legacy_zero_singulars=False):
+        return torch.ops.ddrm_fast_triton.spectral_step(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b,
+                                                        eta if eta_c is None else eta_c, legacy_zero_singulars)
+
+    def group(x, eps, y, weights, observed, sigma_y, coef, group_shape, eta, eta_b, z=None, seeds=None, offset=0,
+              want_x0=False):
+        return torch.ops.ddrm_fast_triton.group_step(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset,
+                                                     list(group_shape), eta, eta_b, want_x0)
+
+    return spectral, group
 
 
 def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y, *, steps: int = 20,
@@ -137,12 +215,15 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         schedule: betas (T,); default DDPM's linear 1e-4..0.02 over 1000 steps.
         generator: None (torch's global generator), a ``torch.Generator``, or one generator per sample (each sample's
             noise then comes from its own stream alone).
-        noise: ``"torch"`` draws (B, N) spectral noise per step in this operator's layout; ``"compat"`` reproduces the
-            original DDRM's draws exactly (order and shapes), mapped into this operator's basis: the same numbers as
-            the original for the same seed. Needs an operator with an equivalent in the original code.
-        backend: ``"reference"`` (plain PyTorch), ``"cpu"``/``"cuda"`` (the compiled spectral step), or ``"auto"``.
-        x_T: the standard-normal draw the initial state is built from, (B, C, H, W) (the original's ``x``); read as
-            spectral noise (in the original's basis with ``noise="compat"``). Drawn from ``generator`` if None.
+        noise: ``"torch"``: standard normals from ``generator`` each step (image layout for group operators,
+            spectral for the others); ``"philox"``: counter-based noise from one 62-bit seed per sample (taken from
+            ``generator``), generated inside the fused kernels, identical on every backend; ``"compat"``: the
+            original DDRM's draws exactly (order and shapes), mapped into this operator's basis, so the same seed
+            gives the original's numbers (needs an operator with an equivalent in the original code).
+        backend: ``"reference"`` (plain PyTorch over the SVD), ``"cpu"`` / ``"cuda"`` (compiled kernels),
+            ``"triton"``, or ``"auto"`` (the fastest available). Group operators (denoise, inpaint, block SR,
+            colorize) take the one-pass grouped step on the fused backends, the others the fused spectral step.
+        x_T: the initial standard-normal draw, (B, C, H, W), read in the layout ``noise`` draws in; drawn if None.
         callback: called after every step with a dict: ``i``, ``t``, ``t_next``, ``x`` (x_{t'}), ``x0`` (prediction).
         progress: show a progress bar over the steps.
     """
@@ -172,16 +253,20 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
     backend = _resolve_backend(backend, device)
     c, h, w = operator.image_shape
     n = operator.n
+    image = (batch, c, h, w)
+    grouped = isinstance(operator, GroupOperator)
+    fused_group = grouped and backend != "reference"
 
-    # --- one-time set-up: scalars, spectral measurements, noise ------------------------------------------------------
+    # --- one-time set-up: scalars, measurements, noise ---------------------------------------------------------------
     seq_next = [-1] + seq[:-1]
     rev, rev_next = list(reversed(seq)), list(reversed(seq_next))
     abar = abar_table(betas.float())
     coef, sigma_T = reference.step_coefficients(abar, rev, rev_next)
     coef, sigma_T = coef.to(device), sigma_T.to(device)
-    s = operator.singulars().to(device).float()
-    s = s.reshape(-1, operator.m)
+    init_coef = reference.initial_coefficients(sigma_T)
+    s = operator.singulars().to(device).float().reshape(-1, operator.m)
     uty = operator.Ut(y_flat)
+    shape = image if grouped else (batch, n)
 
     if noise == "compat":
         legacy = operator.compat_equivalent()
@@ -189,30 +274,47 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             raise ValueError(f"noise='compat': {operator!r} has no equivalent in the original DDRM code")
         if sy.numel() != 1:
             raise ValueError("noise='compat' needs a scalar sigma_y (the original has one noise level)")
-        source = CompatNoise(legacy.singulars(), float(sy), coef[:, 2], batch, n, generator, device,
-                             to_layout=lambda z: operator.Vt(legacy.V(z)))
+        to_layout = (lambda z: legacy.V(z).reshape(image)) if grouped else (lambda z: operator.Vt(legacy.V(z)))
+        source = CompatNoise(legacy.singulars(), float(sy), coef[:, 2], batch, n, generator, device, to_layout,
+                             operator.image_shape)
+    elif noise == "philox":
+        source = _PhiloxNoise(philox_seeds(generator, batch, device), shape, in_kernel=fused_group)
     else:
-        source = _TorchNoise(batch, n, generator, device)
+        source = _TorchNoise(shape, generator, device)
     if x_T is None:
-        x_T = randn((batch, c, h, w), generator, device=device)
-    xbar = reference.initial_spectral(source.initial(x_T.float()), uty, s, sy, sigma_T)
-    x = operator.V(xbar).reshape(batch, c, h, w)
+        z0 = source.initial()
+    else:
+        z0 = source.initial(x_T.float()) if noise == "compat" else x_T.float().reshape(shape)
 
-    step = _step_function(backend)
+    # --- the loop: model, then one fused step (no host syncs, scalars on the device) --------------------------------
     ts = torch.tensor(rev, dtype=torch.float32, device=device)
+    if fused_group:
+        _, group = _kernels(backend)
+        yv = uty.contiguous()
+        obs = operator.observed.to(device) if operator.observed is not None else None
+        k = operator.weights.to(device)
+
+        def step(x, eps, z, cf, et, eb, offset):
+            return group(x, eps, yv, k, obs, sy, cf, operator.group_shape, et, eb, z=z, seeds=source.seeds,
+                         offset=offset)[0]
+
+        zeros = torch.zeros(image, device=device)
+        x = step(zeros, zeros, z0, init_coef, 1.0, 1.0, INIT_OFFSET)
+    else:
+        spectral = reference.spectral_step if backend == "reference" else _kernels(backend)[0]
+        to_spec = operator.Vt if grouped else (lambda t: t)  # image-layout noise of group operators
+
+        def step(x, eps, z, cf, et, eb, offset):
+            return operator.V(spectral(operator.Vt(x), operator.Vt(eps), to_spec(z), uty, s, sy, cf, et,
+                                       eb)[0]).reshape(image)
+
+        zeros = torch.zeros(batch, n, device=device)
+        x = operator.V(spectral(zeros, zeros, to_spec(z0), uty, s, sy, init_coef, 1.0, 1.0)[0]).reshape(image)
+
     for i in progress_bar(range(len(rev)), progress, "ddrm"):
-        eps = take_eps(model(x, ts[i].expand(batch)), c).float()
-        xbar_next, _ = step(operator.Vt(x), operator.Vt(eps), source.step(i), uty, s, sy, coef[i], eta, eta_b)
-        x_prev, x = x, operator.V(xbar_next).reshape(batch, c, h, w)
+        eps = take_eps(model(x, ts[i].expand(batch)), c)
+        x_prev, x = x, step(x, eps, source.step(i), coef[i], eta, eta_b, i)
         if callback is not None:
             callback({"i": i, "t": rev[i], "t_next": rev_next[i], "x": x,
-                      "x0": (x_prev - coef[i, 1] * eps) / coef[i, 0]})
+                      "x0": (x_prev - coef[i, 1] * eps.float()) / coef[i, 0]})
     return x
-
-
-def _step_function(backend: str):
-    if backend == "reference":
-        return reference.spectral_step
-    from . import ops
-
-    return ops.spectral_step

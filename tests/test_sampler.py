@@ -98,7 +98,7 @@ def test_model_with_learned_variance_channels():
     (dict(eta=1.5), "eta must lie in"),
     (dict(eta_b=-1.0), "eta_b must lie in"),
     (dict(steps=0), "steps must be"),
-    (dict(noise="philox"), "noise must be one of"),
+    (dict(noise="gaussian"), "noise must be one of"),
     (dict(backend="tpu"), "backend must be one of"),
     (dict(x_T=torch.zeros(1, 3, 8, 8)), "x_T must have shape"),
     (dict(operator="sr4"), "operator must be"),

@@ -1,0 +1,175 @@
+"""Triton grouped DDRM step: kernel, launcher and op side by side (reference: ddrm_fast.reference.group_step).
+
+A program handles BLOCK groups; the group's n = cg*rh*rw pixels are unrolled at compile time. Pass 1 forms
+v.x0, v.eps and v.z, pass 2 re-reads the group (from cache) and writes sqrt(abar') (w + v delta).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from . import interpreting
+
+
+@triton.jit
+def philox_normal(seed, offset_lo, offset_hi, element):
+    """Philox4x32-10 normals, the numbers of ddrm_fast.reference.philox_normal (key = seed, counter = (element, 0,
+    offset lo, offset hi); Box-Muller on 24-bit uniforms)."""
+    zero = element * 0
+    r0, r1, _, _ = tl.philox(seed, element, zero, zero + offset_lo, zero + offset_hi)
+    u1 = ((r0 >> 8) + 1).to(tl.float32) * 5.9604645e-08
+    u2 = (r1 >> 8).to(tl.float32) * 5.9604645e-08
+    return tl.sqrt(-2.0 * tl.log(u1)) * tl.cos(6.2831855 * u2)
+
+
+@triton.jit
+def _group_step_kernel(x_ptr, sxb, sxc, sxh, sxw, e_ptr, seb, sec, seh, sew, z_ptr, szb, szc, szh, szw,
+                       seeds_ptr, off_lo, off_hi, y_ptr, w_ptr, obs_ptr, obs_bs, sy_ptr, sy_bs, sy_js, coef_ptr,
+                       out_ptr, sob, soc, soh, sow, x0_ptr, s0b, s0c, s0h, s0w,
+                       total, G, GH, GW, H, W, eta, eta_b,
+                       CG: tl.constexpr, RH: tl.constexpr, RW: tl.constexpr, HAS_Z: tl.constexpr,
+                       HAS_OBS: tl.constexpr, WANT_X0: tl.constexpr, BLOCK: tl.constexpr):
+    gi = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    mask = gi < total
+    b = gi // G
+    g = gi - b * G
+    cy = g // (GH * GW)
+    i = (g // GW) % GH
+    j = g % GW
+    sqa = tl.load(coef_ptr)
+    sq1m = tl.load(coef_ptr + 1)
+    sn = tl.load(coef_ptr + 2)
+    sqan = tl.load(coef_ptr + 3)
+    k2 = 0.0
+    for t in tl.static_range(CG * RH * RW):
+        kt = tl.load(w_ptr + t)
+        k2 += kt * kt
+    k_norm = tl.sqrt(k2)
+    c3 = tl.sqrt(1.0 - eta * eta) * sn
+    c3z = eta * sn
+    if not HAS_Z:
+        seed = tl.load(seeds_ptr + b, mask=mask, other=0)
+
+    d_x0 = tl.zeros((BLOCK,), tl.float32)
+    d_e = tl.zeros((BLOCK,), tl.float32)
+    d_z = tl.zeros((BLOCK,), tl.float32)
+    for t in tl.static_range(CG * RH * RW):
+        c = cy * CG + t // (RH * RW)
+        h = i * RH + (t // RW) % RH
+        w = j * RW + t % RW
+        ev = tl.load(e_ptr + b * seb + c * sec + h * seh + w * sew, mask=mask, other=0.0).to(tl.float32)
+        xv = tl.load(x_ptr + b * sxb + c * sxc + h * sxh + w * sxw, mask=mask, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zv = tl.load(z_ptr + b * szb + c * szc + h * szh + w * szw, mask=mask, other=0.0)
+        else:
+            zv = philox_normal(seed, off_lo, off_hi, (c * H * W + h * W + w).to(tl.uint32))
+        v = tl.load(w_ptr + t) / k_norm
+        d_x0 += v * ((xv - sq1m * ev) / sqa)
+        d_e += v * ev
+        d_z += v * zv
+
+    w1 = d_x0 + c3 * d_e + c3z * d_z
+    if HAS_OBS:
+        s = k_norm * tl.load(obs_ptr + b * obs_bs + g, mask=mask, other=0.0)
+    else:
+        s = tl.zeros((BLOCK,), tl.float32) + k_norm
+    sy = tl.load(sy_ptr + b * sy_bs + g * sy_js, mask=mask, other=1.0)
+    yv = tl.load(y_ptr + b * G + g, mask=mask, other=0.0)
+    s_safe = tl.where(s > 0, s, 1.0)
+    sy_safe = tl.where(sy > 0, sy, 1.0)
+    r = eta_b * sy / s_safe
+    new1 = eta_b * (yv / s_safe) + (1.0 - eta_b) * d_x0 + tl.sqrt(tl.maximum(sn * sn - r * r, 0.0)) * d_z
+    new2 = d_x0 + tl.sqrt(1.0 - eta * eta) * sn * (yv - s * d_x0) / sy_safe + eta * sn * d_z
+    s_sn = s * sn
+    new = tl.where((s > 0) & (s_sn > sy), new1, tl.where((s > 0) & (s_sn < sy), new2, w1))
+    delta = new - w1
+
+    for t in tl.static_range(CG * RH * RW):
+        c = cy * CG + t // (RH * RW)
+        h = i * RH + (t // RW) % RH
+        w = j * RW + t % RW
+        ev = tl.load(e_ptr + b * seb + c * sec + h * seh + w * sew, mask=mask, other=0.0).to(tl.float32)
+        xv = tl.load(x_ptr + b * sxb + c * sxc + h * sxh + w * sxw, mask=mask, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zv = tl.load(z_ptr + b * szb + c * szc + h * szh + w * szw, mask=mask, other=0.0)
+        else:
+            zv = philox_normal(seed, off_lo, off_hi, (c * H * W + h * W + w).to(tl.uint32))
+        v = tl.load(w_ptr + t) / k_norm
+        x0v = (xv - sq1m * ev) / sqa
+        tl.store(out_ptr + b * sob + c * soc + h * soh + w * sow, sqan * (x0v + c3 * ev + c3z * zv + v * delta),
+                 mask=mask)
+        if WANT_X0:
+            tl.store(x0_ptr + b * s0b + c * s0c + h * s0h + w * s0w, x0v, mask=mask)
+
+
+def _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0):
+    B, C, H, W = x.shape
+    cg, rh, rw = group_shape
+    GC, GH, GW = C // cg, H // rh, W // rw
+    G = GC * GH * GW
+    out = torch.empty_like(x, dtype=torch.float32)
+    x0 = torch.empty_like(out) if want_x0 else x.new_empty((0,), dtype=torch.float32)
+    total = B * G
+    block = 128
+    dummy = coef  # any valid pointer for the arguments a variant does not read
+    _group_step_kernel[(triton.cdiv(total, block),)](
+        x, *x.stride(), eps, *eps.stride(), z if z is not None else dummy, *(z.stride() if z is not None else (0,) * 4),
+        seeds if seeds is not None else dummy, offset & 0xFFFFFFFF, (offset >> 32) & 0xFFFFFFFF, y, weights,
+        observed if observed is not None else dummy,
+        G if (observed is not None and observed.shape[0] > 1) else 0,
+        sigma_y, 0 if sigma_y.shape[0] == 1 else sigma_y.shape[1], 0 if sigma_y.shape[1] == 1 else 1, coef,
+        out, *out.stride(), x0 if want_x0 else out, *(x0.stride() if want_x0 else (0,) * 4),
+        total, G, GH, GW, H, W, float(eta), float(eta_b),
+        CG=cg, RH=rh, RW=rw, HAS_Z=z is not None, HAS_OBS=observed is not None, WANT_X0=want_x0, BLOCK=block)
+    return out, x0
+
+
+def _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape):
+    if x.dim() != 4 or eps.shape != x.shape:
+        raise ValueError(f"x and eps must be (B, C, H, W) of one shape, got {tuple(x.shape)} and {tuple(eps.shape)}")
+    for name, t in (("x", x), ("eps", eps)):
+        if t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
+    if len(group_shape) != 3 or any(d % gs for d, gs in zip(x.shape[1:], group_shape)):
+        raise ValueError(f"group_shape {tuple(group_shape)} must divide the image shape {tuple(x.shape[1:])}")
+    G = x[0].numel() // (group_shape[0] * group_shape[1] * group_shape[2])
+    if y.numel() != x.shape[0] * G or not y.is_contiguous() or y.dtype != torch.float32:
+        raise ValueError(f"y must be contiguous float32 with {G} measurements per sample, got {tuple(y.shape)}")
+    if weights.numel() != group_shape[0] * group_shape[1] * group_shape[2]:
+        raise ValueError(f"weights must have {group_shape[0] * group_shape[1] * group_shape[2]} values")
+    if sigma_y.dim() != 2 or sigma_y.shape[0] not in (1, x.shape[0]) or sigma_y.shape[1] not in (1, G):
+        raise ValueError(f"sigma_y must be (1|B, 1|G), got {tuple(sigma_y.shape)}")
+    if z is None and (seeds is None or seeds.shape != (x.shape[0],) or seeds.dtype != torch.int64):
+        raise ValueError("seeds must be an int64 (B,) tensor when z is not given")
+    if z is not None and (z.shape != x.shape or z.dtype != torch.float32):
+        raise ValueError("z must be float32 with the shape of x")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+
+
+@torch.library.custom_op("ddrm_fast_triton::group_step", mutates_args=(), device_types="cuda")
+def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+               observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, z: Optional[torch.Tensor],
+               seeds: Optional[torch.Tensor], offset: int, group_shape: List[int], eta: float, eta_b: float,
+               want_x0: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Triton :func:`ddrm_fast.reference.group_step` (arguments as :func:`ddrm_fast.ops.group_step`)."""
+    _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape)
+    return _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0)
+
+
+@group_step.register_kernel("cpu")
+def _group_step_cpu(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0):
+    # CPU tensors only under the Triton interpreter (tests); the compiled C++ op is the CPU backend
+    if not interpreting():
+        raise RuntimeError("ddrm_fast_triton ops run on CUDA, or on the CPU with TRITON_INTERPRET=1")
+    _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape)
+    return _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0)
+
+
+@group_step.register_fake
+def _(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0):
+    out = torch.empty_like(x, dtype=torch.float32)
+    return out, (torch.empty_like(out) if want_x0 else x.new_empty((0,), dtype=torch.float32))

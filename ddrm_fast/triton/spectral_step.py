@@ -1,0 +1,83 @@
+"""Triton spectral DDRM step: the elementwise three-case update on V^T-space rows, fused with the x0 prediction
+(reference: ddrm_fast.reference.spectral_step)."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from . import interpreting
+
+
+@triton.jit
+def _spectral_step_kernel(xb_ptr, eb_ptr, z_ptr, u_ptr, s_ptr, s_bs, sy_ptr, sy_bs, sy_js, coef_ptr, out_ptr, x0_ptr,
+                          N, M, eta, eta_b, eta_c, LEGACY: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(1).to(tl.int64)
+    j = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    mask = j < N
+    in_m = j < M
+    sqa = tl.load(coef_ptr)
+    sq1m = tl.load(coef_ptr + 1)
+    sn = tl.load(coef_ptr + 2)
+    sqan = tl.load(coef_ptr + 3)
+    xb = tl.load(xb_ptr + row * N + j, mask=mask, other=0.0)
+    eb = tl.load(eb_ptr + row * N + j, mask=mask, other=0.0)
+    zz = tl.load(z_ptr + row * N + j, mask=mask, other=0.0)
+    s = tl.load(s_ptr + row * s_bs + j, mask=in_m, other=0.0)
+    sy = tl.load(sy_ptr + row * sy_bs + j * sy_js, mask=in_m, other=1.0)
+    u = tl.load(u_ptr + row * M + j, mask=in_m, other=0.0)
+    x0 = (xb - sq1m * eb) / sqa
+    new = x0 + tl.sqrt(1.0 - eta_c * eta_c) * sn * eb + eta_c * sn * zz
+    if LEGACY:
+        measured = in_m
+    else:
+        measured = in_m & (s > 0)
+    s_safe = tl.where(s > 0, s, 1.0)
+    sy_safe = tl.where(sy > 0, sy, 1.0)
+    r = eta_b * sy / s_safe
+    new1 = eta_b * (u / s_safe) + (1.0 - eta_b) * x0 + tl.sqrt(tl.maximum(sn * sn - r * r, 0.0)) * zz
+    new2 = x0 + tl.sqrt(1.0 - eta * eta) * sn * (u - s * x0) / sy_safe + eta * sn * zz
+    new = tl.where(measured & (s * sn > sy), new1, tl.where(measured & (s * sn < sy), new2, new))
+    tl.store(out_ptr + row * N + j, sqan * new, mask=mask)
+    tl.store(x0_ptr + row * N + j, x0, mask=mask)
+
+
+def _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy):
+    for name, t in (("xbar", xbar), ("epsbar", epsbar), ("z", z)):
+        if t.dim() != 2 or t.shape != xbar.shape or t.dtype != torch.float32 or not t.is_contiguous():
+            raise ValueError(f"{name} must be contiguous float32 of shape {tuple(xbar.shape)}")
+    B, N = xbar.shape
+    M = uty.shape[1]
+    if uty.shape[0] != B or M > N or s.shape[1] != M or s.shape[0] not in (1, B):
+        raise ValueError(f"uty must be (B, m) and s (1|B, m), got {tuple(uty.shape)} and {tuple(s.shape)}")
+    if sigma_y.dim() != 2 or sigma_y.shape[0] not in (1, B) or sigma_y.shape[1] not in (1, M):
+        raise ValueError(f"sigma_y must be (1|B, 1|m), got {tuple(sigma_y.shape)}")
+    out, x0 = torch.empty_like(xbar), torch.empty_like(xbar)
+    block = 1024
+    _spectral_step_kernel[(triton.cdiv(N, block), B)](
+        xbar, epsbar, z, uty.contiguous(), s.contiguous(), 0 if s.shape[0] == 1 else M, sigma_y.contiguous(),
+        0 if sigma_y.shape[0] == 1 else sigma_y.shape[1], 0 if sigma_y.shape[1] == 1 else 1, coef, out, x0, N, M,
+        float(eta), float(eta_b), float(eta_c), LEGACY=bool(legacy), BLOCK=block)
+    return out, x0
+
+
+@torch.library.custom_op("ddrm_fast_triton::spectral_step", mutates_args=(), device_types="cuda")
+def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor,
+                  sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float, eta_c: float,
+                  legacy_zero_singulars: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Triton :func:`ddrm_fast.reference.spectral_step` (arguments as :func:`ddrm_fast.ops.spectral_step`)."""
+    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars)
+
+
+@spectral_step.register_kernel("cpu")
+def _spectral_step_cpu(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars):
+    if not interpreting():
+        raise RuntimeError("ddrm_fast_triton ops run on CUDA, or on the CPU with TRITON_INTERPRET=1")
+    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars)
+
+
+@spectral_step.register_fake
+def _(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars):
+    return torch.empty_like(xbar), torch.empty_like(xbar)
