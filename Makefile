@@ -13,15 +13,20 @@ $(VENV)/.ddrm_fast_installed: setup.py pyproject.toml $(wildcard csrc/*.cpp csrc
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q setuptools wheel packaging ninja
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -c "import triton" 2>/dev/null || $(PY) -m pip install -q triton
 	touch $@
 
 demo: setup
 	$(PY) -m ddrm_fast demo
 
-test: setup pytest ctest
+test: setup pytest triton-test ctest
 
 pytest: setup
 	$(PY) -m pytest -q tests
+
+# Triton kernels on the CPU: the interpreter must be chosen before triton is imported, so its own process
+triton-test: setup
+	TRITON_INTERPRET=1 $(PY) -m pytest -q tests/kernels
 
 # the torch-free kernel core alone: C++ unit tests, and the .cu files compiled when nvcc is present
 ctest:

@@ -31,8 +31,9 @@ std::tuple<at::Tensor, at::Tensor> group_step_cpu_op(
   GroupStepArgs a{};
   auto result = prepare_group_step(a, x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta,
                                    eta_b, want_x0);
-  const int64_t groups = a.B * (a.C / a.cg) * (a.H / a.rh) * (a.W / a.rw);
-  at::parallel_for(0, groups, 2048, [&](int64_t g0, int64_t g1) { group_step_cpu(a, g0, g1); });
+  const int64_t rows = a.B * (a.C / a.cg) * (a.H / a.rh);
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.W));  // ~4096 values per task
+  at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { group_step_cpu(a, r0, r1); });
   return result;
 }
 

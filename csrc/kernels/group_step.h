@@ -8,6 +8,7 @@
 #pragma once
 
 #include "common.h"
+#include "ddrm_update.h"
 #include "philox.h"
 
 namespace ddrm {
@@ -61,21 +62,12 @@ DDRM_HD void group_update(const GroupStepArgs& a, int64_t gi, float sqa, float s
         d_z += v * zv;
       }
 
-  // the measured coordinate: cases 1 and 2; case 3 keeps w's own component
+  // the measured coordinate along v (case 3 there is w's own component, w1)
   const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
-  float new1 = w1;
   const float s = a.observed ? k_norm * a.observed[b * a.obs_bstride + g] : k_norm;
-  if (s > 0.f) {
-    const float sy = a.sigma_y[b * a.sy_bstride + g * a.sy_jstride];
-    const float yv = a.y[b * G + g];
-    const float s_sn = s * sn;
-    if (s_sn > sy) {
-      const float r = a.eta_b * sy / s;
-      new1 = a.eta_b * (yv / s) + (1.0f - a.eta_b) * d_x0 + sqrtf(fmaxf(sn * sn - r * r, 0.0f)) * d_z;
-    } else if (s_sn < sy) {
-      new1 = d_x0 + sqrtf(1.0f - a.eta * a.eta) * sn * (yv - s * d_x0) / sy + a.eta * sn * d_z;
-    }
-  }
+  const float new1 = s > 0.f ? ddrm_update(d_x0, d_eps, d_z, true, s, a.sigma_y[b * a.sy_bstride + g * a.sy_jstride],
+                                           a.y[b * G + g], sn, a.eta, a.eta_b, a.eta, false)
+                             : w1;
   const float delta = new1 - w1;
 
   // pass 2: x_{t'} = sqrt(abar') (w + v delta)
@@ -93,8 +85,8 @@ DDRM_HD void group_update(const GroupStepArgs& a, int64_t gi, float sqa, float s
       }
 }
 
-// CPU: groups [g_begin, g_end) of the B*G groups (callers parallelise).
-void group_step_cpu(const GroupStepArgs& a, int64_t g_begin, int64_t g_end);
+// CPU: rows [row_begin, row_end) of the B * (C/cg) * (H/rh) rows of groups (callers parallelise).
+void group_step_cpu(const GroupStepArgs& a, int64_t row_begin, int64_t row_end);
 
 // CUDA: all groups on `stream` (a cudaStream_t); returns the cudaError_t of the launch (0 = success).
 int group_step_cuda(const GroupStepArgs& a, void* stream);

@@ -1,9 +1,10 @@
 // DDRM spectral step (spec: "DDRM sampling"), torch-free: the three-case update on V^T-space rows, fused with the
 // x0 prediction. One definition of the math per backend: spectral_step_cpu.cpp and spectral_step_cuda.cu both
-// evaluate ddrm_spectral_element() below.
+// evaluate ddrm_spectral_element() below, i.e. ddrm_update().
 #pragma once
 
 #include "common.h"
+#include "ddrm_update.h"
 
 namespace ddrm {
 
@@ -24,24 +25,13 @@ struct SpectralStepArgs {
   bool legacy_zero_singulars;  // the original DDRM: a zero singular value below m counts as measured
 };
 
-// The update of one coordinate. coef values are passed in so each backend loads them once.
+// x0 prediction and update of one coordinate.
 DDRM_HD float ddrm_spectral_element(float xb, float eb, float zz, bool in_range, float s, float sy, float u,
                                     float sqa, float sq1m, float sn, float eta, float eta_b, float eta_c,
                                     bool legacy, float* x0_out) {
   const float x0 = (xb - sq1m * eb) / sqa;
   *x0_out = x0;
-  // case 3: unmeasured (or s sigma' == sigma_y): DDIM in this coordinate
-  float nw = x0 + sqrtf(1.0f - eta_c * eta_c) * sn * eb + eta_c * sn * zz;
-  if (in_range && (legacy || s > 0.0f)) {
-    const float s_sn = s * sn;
-    if (s_sn > sy) {  // case 1: noisier than y
-      const float r = eta_b * sy / s;
-      nw = eta_b * (u / s) + (1.0f - eta_b) * x0 + sqrtf(fmaxf(sn * sn - r * r, 0.0f)) * zz;
-    } else if (s_sn < sy) {  // case 2: less noisy than y
-      nw = x0 + sqrtf(1.0f - eta * eta) * sn * (u - s * x0) / sy + eta * sn * zz;
-    }
-  }
-  return nw;
+  return ddrm_update(x0, eb, zz, in_range, s, sy, u, sn, eta, eta_b, eta_c, legacy);
 }
 
 // CPU: rows [row_begin, row_end) of the step (callers parallelise over rows).
