@@ -1,26 +1,92 @@
-// CUDA backend of the grouped DDRM step: one thread per group, grid-stride, int64 indices; the step scalars are
-// read from device memory so a captured CUDA graph replays with new values.
+// CUDA backend of the grouped DDRM step. Threads map to groups through a 3-D grid (group column, group row,
+// sample x channel-group), so no thread divides 64-bit indices to find its group. Common group shapes are
+// compile-time (denoise/inpaint 1x1x1, colorize 3x1x1, SR 1x2x2 and 1x4x4): the group's values and noise stay in
+// registers, read and drawn once. Other shapes use the generic two-pass group_update. The step scalars are read
+// from device memory so a captured CUDA graph replays with new values.
 #include <cuda_runtime.h>
 
 #include "group_step.h"
 
 namespace ddrm {
 
+template <typename TX, typename TE, int CG, int RH, int RW>
+__global__ void group_step_fixed(GroupStepArgs a, int64_t gc, int64_t gh, int64_t gw) {
+  constexpr int N = CG * RH * RW;
+  const int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  const int64_t i = blockIdx.y * (int64_t)blockDim.y + threadIdx.y;
+  if (j >= gw || i >= gh) return;
+  const int64_t b = blockIdx.z / gc, cy = blockIdx.z - b * gc;
+  const int64_t G = gc * gh * gw, g = (cy * gh + i) * gw + j;
+  const float sqa = a.coef[0], sq1m = a.coef[1], sn = a.coef[2], sqan = a.coef[3];
+  const TX* x = static_cast<const TX*>(a.x);
+  const TE* e = static_cast<const TE*>(a.eps);
+  float v[N], x0b[N], eb[N], zb[N];
+  float k2 = 0.f;
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    v[t] = a.weights[t];
+    k2 += v[t] * v[t];
+  }
+  const float k_norm = sqrtf(k2), inv_k = 1.0f / k_norm;
+  const float c3 = sqrtf(1.0f - a.eta * a.eta) * sn, c3z = a.eta * sn;
+  const uint64_t seed = a.z ? 0 : static_cast<uint64_t>(a.seeds[b]);
+  float d_x0 = 0.f, d_eps = 0.f, d_z = 0.f;
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    const int64_t c = cy * CG + t / (RH * RW), h = i * RH + (t / RW) % RH, w = j * RW + t % RW;
+    v[t] *= inv_k;
+    eb[t] = to_float(e[a.es.at(b, c, h, w)]);
+    x0b[t] = (to_float(x[a.xs.at(b, c, h, w)]) - sq1m * eb[t]) / sqa;
+    zb[t] = a.z ? a.z[a.zs.at(b, c, h, w)] : philox_normal(seed, a.offset, (c * a.H + h) * a.W + w);
+    d_x0 += v[t] * x0b[t];
+    d_eps += v[t] * eb[t];
+    d_z += v[t] * zb[t];
+  }
+  const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
+  const float s = a.observed ? k_norm * a.observed[b * a.obs_bstride + g] : k_norm;
+  const float new1 = s > 0.f ? ddrm_update(d_x0, d_eps, d_z, true, s, a.sigma_y[b * a.sy_bstride + g * a.sy_jstride],
+                                           a.y[b * G + g], sn, a.eta, a.eta_b, a.eta, false)
+                             : w1;
+  const float delta = new1 - w1;
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    const int64_t c = cy * CG + t / (RH * RW), h = i * RH + (t / RW) % RH, w = j * RW + t % RW;
+    a.out[a.os.at(b, c, h, w)] = sqan * (x0b[t] + c3 * eb[t] + c3z * zb[t] + v[t] * delta);
+    if (a.x0) a.x0[a.x0s.at(b, c, h, w)] = x0b[t];
+  }
+}
+
 template <typename TX, typename TE>
-__global__ void group_step_kernel(GroupStepArgs a, int64_t groups) {
+__global__ void group_step_generic(GroupStepArgs a, int64_t groups) {
   const float sqa = a.coef[0], sq1m = a.coef[1], sn = a.coef[2], sqan = a.coef[3];
   for (int64_t g = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; g < groups; g += (int64_t)gridDim.x * blockDim.x)
     group_update<TX, TE>(a, g, sqa, sq1m, sn, sqan);
+}
+
+template <typename TX, typename TE, int CG, int RH, int RW>
+static int launch_fixed(const GroupStepArgs& a, cudaStream_t stream) {
+  const int64_t gc = a.C / CG, gh = a.H / RH, gw = a.W / RW;
+  const int bx = gw >= 128 ? 128 : (gw >= 64 ? 64 : 32), by = 256 / bx;
+  if (a.B * gc > 65535 || (gh + by - 1) / by > 65535) return -1;  // grid limits: the generic kernel takes it
+  const dim3 block(bx, by), grid((unsigned)((gw + bx - 1) / bx), (unsigned)((gh + by - 1) / by), (unsigned)(a.B * gc));
+  group_step_fixed<TX, TE, CG, RH, RW><<<grid, block, 0, stream>>>(a, gc, gh, gw);
+  return static_cast<int>(cudaGetLastError());
 }
 
 template <typename TX, typename TE>
 static int launch(const GroupStepArgs& a, cudaStream_t stream) {
   const int64_t groups = a.B * (a.C / a.cg) * (a.H / a.rh) * (a.W / a.rw);
   if (groups == 0) return 0;
+  int err = -1;
+  if (a.cg == 1 && a.rh == 1 && a.rw == 1) err = launch_fixed<TX, TE, 1, 1, 1>(a, stream);
+  else if (a.cg == 3 && a.rh == 1 && a.rw == 1) err = launch_fixed<TX, TE, 3, 1, 1>(a, stream);
+  else if (a.cg == 1 && a.rh == 2 && a.rw == 2) err = launch_fixed<TX, TE, 1, 2, 2>(a, stream);
+  else if (a.cg == 1 && a.rh == 4 && a.rw == 4) err = launch_fixed<TX, TE, 1, 4, 4>(a, stream);
+  if (err >= 0) return err;
   const int threads = 256;
   int64_t blocks = (groups + threads - 1) / threads;
-  if (blocks > 65535LL * 32) blocks = 65535LL * 32;
-  group_step_kernel<TX, TE><<<(unsigned)blocks, threads, 0, stream>>>(a, groups);
+  if (blocks > 65535LL * 32) blocks = 65535LL * 32;  // grid-stride covers the rest
+  group_step_generic<TX, TE><<<(unsigned)blocks, threads, 0, stream>>>(a, groups);
   return static_cast<int>(cudaGetLastError());
 }
 

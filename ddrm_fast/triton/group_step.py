@@ -1,7 +1,7 @@
 """Triton grouped DDRM step: kernel, launcher and op side by side (reference: ddrm_fast.reference.group_step).
 
-A program handles BLOCK groups; the group's n = cg*rh*rw pixels are unrolled at compile time. Pass 1 forms
-v.x0, v.eps and v.z, pass 2 re-reads the group (from cache) and writes sqrt(abar') (w + v delta).
+A program handles BLOCK groups of one group row as a (BLOCK, n_pow2) tile: loaded once, reduced along the group for
+v.x0, v.eps and v.z, and written once as sqrt(abar') (w + v delta).
 """
 from __future__ import annotations
 
@@ -29,80 +29,65 @@ def philox_normal(seed, offset_lo, offset_hi, element):
 def _group_step_kernel(x_ptr, sxb, sxc, sxh, sxw, e_ptr, seb, sec, seh, sew, z_ptr, szb, szc, szh, szw,
                        seeds_ptr, off_lo, off_hi, y_ptr, w_ptr, obs_ptr, obs_bs, sy_ptr, sy_bs, sy_js, coef_ptr,
                        out_ptr, sob, soc, soh, sow, x0_ptr, s0b, s0c, s0h, s0w,
-                       total, G, GH, GW, H, W, eta, eta_b,
-                       CG: tl.constexpr, RH: tl.constexpr, RW: tl.constexpr, HAS_Z: tl.constexpr,
+                       GC, GH, GW, H, W, eta, eta_b,
+                       CG: tl.constexpr, RH: tl.constexpr, RW: tl.constexpr, NP: tl.constexpr, HAS_Z: tl.constexpr,
                        HAS_OBS: tl.constexpr, WANT_X0: tl.constexpr, BLOCK: tl.constexpr):
-    gi = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
-    mask = gi < total
-    b = gi // G
-    g = gi - b * G
-    cy = g // (GH * GW)
-    i = (g // GW) % GH
-    j = g % GW
+    # program = (a block of group columns, one group row i, one (sample, channel group)): no index divisions per
+    # element; the tile is (BLOCK groups, NP >= n pixels), loaded once and reduced along the group.
+    j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    i = tl.program_id(1).to(tl.int64)
+    bz = tl.program_id(2)
+    b = (bz // GC).to(tl.int64)
+    cy = (bz % GC).to(tl.int64)
+    t = tl.arange(0, NP)
+    tmask = t < CG * RH * RW
+    jmask = j < GW
+    mask = jmask[:, None] & tmask[None, :]
+    c = cy * CG + (t // (RH * RW)).to(tl.int64)
+    h = i * RH + ((t // RW) % RH).to(tl.int64)
+    w = (j * RW).to(tl.int64)[:, None] + (t % RW).to(tl.int64)[None, :]
     sqa = tl.load(coef_ptr)
     sq1m = tl.load(coef_ptr + 1)
     sn = tl.load(coef_ptr + 2)
     sqan = tl.load(coef_ptr + 3)
-    k2 = 0.0
-    for t in tl.static_range(CG * RH * RW):
-        kt = tl.load(w_ptr + t)
-        k2 += kt * kt
-    k_norm = tl.sqrt(k2)
+    k = tl.load(w_ptr + t, mask=tmask, other=0.0)
+    k_norm = tl.sqrt(tl.sum(k * k, axis=0))
+    v = (k / k_norm)[None, :]
     c3 = tl.sqrt(1.0 - eta * eta) * sn
     c3z = eta * sn
-    if not HAS_Z:
-        seed = tl.load(seeds_ptr + b, mask=mask, other=0)
 
-    d_x0 = tl.zeros((BLOCK,), tl.float32)
-    d_e = tl.zeros((BLOCK,), tl.float32)
-    d_z = tl.zeros((BLOCK,), tl.float32)
-    for t in tl.static_range(CG * RH * RW):
-        c = cy * CG + t // (RH * RW)
-        h = i * RH + (t // RW) % RH
-        w = j * RW + t % RW
-        ev = tl.load(e_ptr + b * seb + c * sec + h * seh + w * sew, mask=mask, other=0.0).to(tl.float32)
-        xv = tl.load(x_ptr + b * sxb + c * sxc + h * sxh + w * sxw, mask=mask, other=0.0).to(tl.float32)
-        if HAS_Z:
-            zv = tl.load(z_ptr + b * szb + c * szc + h * szh + w * szw, mask=mask, other=0.0)
-        else:
-            zv = philox_normal(seed, off_lo, off_hi, (c * H * W + h * W + w).to(tl.uint32))
-        v = tl.load(w_ptr + t) / k_norm
-        d_x0 += v * ((xv - sq1m * ev) / sqa)
-        d_e += v * ev
-        d_z += v * zv
-
+    ev = tl.load(e_ptr + b * seb + (c * sec + h * seh)[None, :] + w * sew, mask=mask, other=0.0).to(tl.float32)
+    xv = tl.load(x_ptr + b * sxb + (c * sxc + h * sxh)[None, :] + w * sxw, mask=mask, other=0.0).to(tl.float32)
+    if HAS_Z:
+        zv = tl.load(z_ptr + b * szb + (c * szc + h * szh)[None, :] + w * szw, mask=mask, other=0.0)
+    else:
+        seed = tl.load(seeds_ptr + b)
+        zv = philox_normal(seed, off_lo, off_hi, ((c * H + h)[None, :] * W + w).to(tl.uint32))
+    x0 = (xv - sq1m * ev) / sqa
+    d_x0 = tl.sum(v * x0, axis=1)
+    d_e = tl.sum(v * ev, axis=1)
+    d_z = tl.sum(tl.where(mask, v * zv, 0.0), axis=1)
     w1 = d_x0 + c3 * d_e + c3z * d_z
+
+    g = (cy * GH + i) * GW + j
     if HAS_OBS:
-        s = k_norm * tl.load(obs_ptr + b * obs_bs + g, mask=mask, other=0.0)
+        s = k_norm * tl.load(obs_ptr + b * obs_bs + g, mask=jmask, other=0.0)
     else:
         s = tl.zeros((BLOCK,), tl.float32) + k_norm
-    sy = tl.load(sy_ptr + b * sy_bs + g * sy_js, mask=mask, other=1.0)
-    yv = tl.load(y_ptr + b * G + g, mask=mask, other=0.0)
+    sy = tl.load(sy_ptr + b * sy_bs + g * sy_js, mask=jmask, other=1.0)
+    yv = tl.load(y_ptr + b * (GC * GH * GW) + g, mask=jmask, other=0.0)
     s_safe = tl.where(s > 0, s, 1.0)
     sy_safe = tl.where(sy > 0, sy, 1.0)
     r = eta_b * sy / s_safe
     new1 = eta_b * (yv / s_safe) + (1.0 - eta_b) * d_x0 + tl.sqrt(tl.maximum(sn * sn - r * r, 0.0)) * d_z
     new2 = d_x0 + tl.sqrt(1.0 - eta * eta) * sn * (yv - s * d_x0) / sy_safe + eta * sn * d_z
-    s_sn = s * sn
-    new = tl.where((s > 0) & (s_sn > sy), new1, tl.where((s > 0) & (s_sn < sy), new2, w1))
-    delta = new - w1
+    new = tl.where((s > 0) & (s * sn > sy), new1, tl.where((s > 0) & (s * sn < sy), new2, w1))
+    delta = (new - w1)[:, None]
 
-    for t in tl.static_range(CG * RH * RW):
-        c = cy * CG + t // (RH * RW)
-        h = i * RH + (t // RW) % RH
-        w = j * RW + t % RW
-        ev = tl.load(e_ptr + b * seb + c * sec + h * seh + w * sew, mask=mask, other=0.0).to(tl.float32)
-        xv = tl.load(x_ptr + b * sxb + c * sxc + h * sxh + w * sxw, mask=mask, other=0.0).to(tl.float32)
-        if HAS_Z:
-            zv = tl.load(z_ptr + b * szb + c * szc + h * szh + w * szw, mask=mask, other=0.0)
-        else:
-            zv = philox_normal(seed, off_lo, off_hi, (c * H * W + h * W + w).to(tl.uint32))
-        v = tl.load(w_ptr + t) / k_norm
-        x0v = (xv - sq1m * ev) / sqa
-        tl.store(out_ptr + b * sob + c * soc + h * soh + w * sow, sqan * (x0v + c3 * ev + c3z * zv + v * delta),
-                 mask=mask)
-        if WANT_X0:
-            tl.store(x0_ptr + b * s0b + c * s0c + h * s0h + w * s0w, x0v, mask=mask)
+    res = sqan * (x0 + c3 * ev + c3z * zv + v * delta)
+    tl.store(out_ptr + b * sob + (c * soc + h * soh)[None, :] + w * sow, res, mask=mask)
+    if WANT_X0:
+        tl.store(x0_ptr + b * s0b + (c * s0c + h * s0h)[None, :] + w * s0w, x0, mask=mask)
 
 
 def _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0):
@@ -112,18 +97,21 @@ def _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group
     G = GC * GH * GW
     out = torch.empty_like(x, dtype=torch.float32)
     x0 = torch.empty_like(out) if want_x0 else x.new_empty((0,), dtype=torch.float32)
-    total = B * G
-    block = 128
+    n = cg * rh * rw
+    npow = triton.next_power_of_2(n)
+    block = max(16, min(256, 1024 // npow, triton.next_power_of_2(GW)))
     dummy = coef  # any valid pointer for the arguments a variant does not read
-    _group_step_kernel[(triton.cdiv(total, block),)](
+    grid = (triton.cdiv(GW, block), GH, B * GC)
+    _group_step_kernel[grid](
         x, *x.stride(), eps, *eps.stride(), z if z is not None else dummy, *(z.stride() if z is not None else (0,) * 4),
         seeds if seeds is not None else dummy, offset & 0xFFFFFFFF, (offset >> 32) & 0xFFFFFFFF, y, weights,
         observed if observed is not None else dummy,
         G if (observed is not None and observed.shape[0] > 1) else 0,
         sigma_y, 0 if sigma_y.shape[0] == 1 else sigma_y.shape[1], 0 if sigma_y.shape[1] == 1 else 1, coef,
         out, *out.stride(), x0 if want_x0 else out, *(x0.stride() if want_x0 else (0,) * 4),
-        total, G, GH, GW, H, W, float(eta), float(eta_b),
-        CG=cg, RH=rh, RW=rw, HAS_Z=z is not None, HAS_OBS=observed is not None, WANT_X0=want_x0, BLOCK=block)
+        GC, GH, GW, H, W, float(eta), float(eta_b),
+        CG=cg, RH=rh, RW=rw, NP=npow, HAS_Z=z is not None, HAS_OBS=observed is not None, WANT_X0=want_x0,
+        BLOCK=block)
     return out, x0
 
 
@@ -148,6 +136,8 @@ def _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_
         raise ValueError("z must be float32 with the shape of x")
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
+    if x.shape[0] * (x.shape[1] // group_shape[0]) > 65535:
+        raise ValueError("the Triton group step takes at most 65535 (sample, channel group) pairs; split the batch")
 
 
 @torch.library.custom_op("ddrm_fast_triton::group_step", mutates_args=(), device_types="cuda")

@@ -18,6 +18,7 @@ def _ops(b):
         "inpaint": O.Inpaint((torch.rand(b, 1, 17, 31, generator=g) > 0.5).float(), channels=3),
         "sr2": O.SuperRes(2, (3, 18, 30)),
         "sr3": O.SuperRes(3, (3, 15, 21)),
+        "sr4": O.SuperRes(4, (3, 16, 28)),
         "sr2_masked": O.SuperRes(2, (3, 18, 30), observed=torch.rand(b, 1, 9, 15, generator=g) > 0.3),
         "color": O.Colorize((3, 17, 31), weights=[0.299, 0.587, 0.114]),
     }
@@ -51,7 +52,7 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-@pytest.mark.parametrize("name", ["denoise", "inpaint", "sr2", "sr3", "sr2_masked", "color"])
+@pytest.mark.parametrize("name", ["denoise", "inpaint", "sr2", "sr3", "sr4", "sr2_masked", "color"])
 @pytest.mark.parametrize("b", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided_eps"])
