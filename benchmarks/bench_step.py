@@ -5,7 +5,8 @@ device-to-device copy measured in the same run (bytes: read x_t and eps, write x
 reference step in eager mode and under torch.compile. On CUDA also the step launched from a captured CUDA graph.
 The reference step is what ddrm_sample(backend="reference") runs: draw the noise, V^T of x_t, eps and the noise, the
 three-case update, V. Fused group steps are timed with a drawn noise tensor (noise="torch") and with in-kernel
-Philox noise ("+philox"); the copy floor counts x_t, eps and x_{t'} (the noise tensor is extra traffic).
+Philox noise ("+philox"); the copy floor counts reading x_t, eps and y and writing x_{t'} (a noise tensor is
+extra traffic, so "+philox" is the row to hold against the floor).
 
     python benchmarks/bench_step.py --device cuda --out benchmarks/results
     python benchmarks/bench_step.py --device cpu --batches 1,8 --out benchmarks/results_cpu
@@ -151,6 +152,7 @@ def main(argv=None):
     rows = []
     for name in args.ops.split(","):
         compiled_ref = None
+        torch.compiler.reset()  # a fresh compile cache per operator (no recompile-limit fallbacks)
         for b in (int(v) for v in args.batches.split(",")):
             op, x, eps, y, s, sy, coef, seeds = problem(name, b, args.size, device)
             fns = steps(name, op, y, s, sy, coef, seeds, device)
@@ -162,7 +164,13 @@ def main(argv=None):
                 cf = compiled_ref[1]
                 cf(x, eps)
                 t_comp = bench(lambda: cf(x, eps))
-            floor_bytes = 3 * x.numel() * 4 if name in GROUP else None
+            # bytes a one-pass step must move: read x_t, eps and y (image-sized for denoise/inpaint), plus a
+            # per-sample mask when there is one; write x_{t'}
+            floor_bytes = None
+            if name in GROUP:
+                floor_bytes = 4 * (3 * x.numel() + y.numel())
+                if op.observed is not None and op.observed.shape[0] > 1:
+                    floor_bytes += 4 * op.observed.numel()
             for be, fn in fns.items():
                 t = t_ref if be == "reference" else bench(lambda: fn(x, eps))
                 t_graph = graph_time(fn, x, eps, bench) if (device.type == "cuda" and be != "reference") else None

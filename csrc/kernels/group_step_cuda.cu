@@ -15,11 +15,15 @@ __global__ void group_step_fixed(GroupStepArgs a, int64_t gc, int64_t gh, int64_
   const int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   const int64_t i = blockIdx.y * (int64_t)blockDim.y + threadIdx.y;
   if (j >= gw || i >= gh) return;
-  const int64_t b = blockIdx.z / gc, cy = blockIdx.z - b * gc;
+  const int b = (int)blockIdx.z / (int)gc, cy = (int)blockIdx.z - b * (int)gc;
   const int64_t G = gc * gh * gw, g = (cy * gh + i) * gw + j;
+  // per-sample bases in 64 bits, offsets inside a sample in 32 bits (the launcher checked they fit)
+  const TX* xs = static_cast<const TX*>(a.x) + b * a.xs.b;
+  const TE* es = static_cast<const TE*>(a.eps) + b * a.es.b;
+  const float* zs = a.z ? a.z + b * a.zs.b : nullptr;
+  float* os = a.out + b * a.os.b;
+  float* x0s = a.x0 ? a.x0 + b * a.x0s.b : nullptr;
   const float sqa = a.coef[0], sq1m = a.coef[1], sn = a.coef[2], sqan = a.coef[3];
-  const TX* x = static_cast<const TX*>(a.x);
-  const TE* e = static_cast<const TE*>(a.eps);
   float v[N], x0b[N], eb[N], zb[N];
   float k2 = 0.f;
 #pragma unroll
@@ -33,11 +37,12 @@ __global__ void group_step_fixed(GroupStepArgs a, int64_t gc, int64_t gh, int64_
   float d_x0 = 0.f, d_eps = 0.f, d_z = 0.f;
 #pragma unroll
   for (int t = 0; t < N; ++t) {
-    const int64_t c = cy * CG + t / (RH * RW), h = i * RH + (t / RW) % RH, w = j * RW + t % RW;
+    const int c = cy * CG + t / (RH * RW), h = (int)i * RH + (t / RW) % RH, w = (int)j * RW + t % RW;
     v[t] *= inv_k;
-    eb[t] = to_float(e[a.es.at(b, c, h, w)]);
-    x0b[t] = (to_float(x[a.xs.at(b, c, h, w)]) - sq1m * eb[t]) / sqa;
-    zb[t] = a.z ? a.z[a.zs.at(b, c, h, w)] : philox_normal(seed, a.offset, (c * a.H + h) * a.W + w);
+    eb[t] = to_float(es[c * (int)a.es.c + h * (int)a.es.h + w * (int)a.es.w]);
+    x0b[t] = (to_float(xs[c * (int)a.xs.c + h * (int)a.xs.h + w * (int)a.xs.w]) - sq1m * eb[t]) / sqa;
+    zb[t] = zs ? zs[c * (int)a.zs.c + h * (int)a.zs.h + w * (int)a.zs.w]
+               : philox_normal(seed, a.offset, (uint64_t)((c * (int)a.H + h) * (int)a.W + w));
     d_x0 += v[t] * x0b[t];
     d_eps += v[t] * eb[t];
     d_z += v[t] * zb[t];
@@ -50,9 +55,9 @@ __global__ void group_step_fixed(GroupStepArgs a, int64_t gc, int64_t gh, int64_
   const float delta = new1 - w1;
 #pragma unroll
   for (int t = 0; t < N; ++t) {
-    const int64_t c = cy * CG + t / (RH * RW), h = i * RH + (t / RW) % RH, w = j * RW + t % RW;
-    a.out[a.os.at(b, c, h, w)] = sqan * (x0b[t] + c3 * eb[t] + c3z * zb[t] + v[t] * delta);
-    if (a.x0) a.x0[a.x0s.at(b, c, h, w)] = x0b[t];
+    const int c = cy * CG + t / (RH * RW), h = (int)i * RH + (t / RW) % RH, w = (int)j * RW + t % RW;
+    os[c * (int)a.os.c + h * (int)a.os.h + w * (int)a.os.w] = sqan * (x0b[t] + c3 * eb[t] + c3z * zb[t] + v[t] * delta);
+    if (x0s) x0s[c * (int)a.x0s.c + h * (int)a.x0s.h + w * (int)a.x0s.w] = x0b[t];
   }
 }
 
@@ -63,9 +68,19 @@ __global__ void group_step_generic(GroupStepArgs a, int64_t groups) {
     group_update<TX, TE>(a, g, sqa, sq1m, sn, sqan);
 }
 
+// the largest offset inside one sample of a (C, H, W) view, to decide whether 32-bit offsets are safe
+static int64_t span(const Strides4& s, int64_t C, int64_t H, int64_t W) {
+  auto m = [](int64_t v) { return v < 0 ? -v : v; };
+  return (C - 1) * m(s.c) + (H - 1) * m(s.h) + (W - 1) * m(s.w);
+}
+
 template <typename TX, typename TE, int CG, int RH, int RW>
 static int launch_fixed(const GroupStepArgs& a, cudaStream_t stream) {
   const int64_t gc = a.C / CG, gh = a.H / RH, gw = a.W / RW;
+  const int64_t lim = (1LL << 31) - 1;
+  if (span(a.xs, a.C, a.H, a.W) > lim || span(a.es, a.C, a.H, a.W) > lim || span(a.zs, a.C, a.H, a.W) > lim ||
+      span(a.os, a.C, a.H, a.W) > lim || span(a.x0s, a.C, a.H, a.W) > lim || a.C * a.H * a.W > lim)
+    return -1;  // the generic kernel indexes in 64 bits
   const int bx = gw >= 128 ? 128 : (gw >= 64 ? 64 : 32), by = 256 / bx;
   if (a.B * gc > 65535 || (gh + by - 1) / by > 65535) return -1;  // grid limits: the generic kernel takes it
   const dim3 block(bx, by), grid((unsigned)((gw + bx - 1) / bx), (unsigned)((gh + by - 1) / by), (unsigned)(a.B * gc));
