@@ -31,13 +31,19 @@ def _extensions():
 
     sources = [f"{CSRC}/ops.cpp", f"{CSRC}/kernels/spectral_step_cpu.cpp", f"{CSRC}/kernels/group_step_cpu.cpp"]
     cxx = ["-O3", "-std=c++17"]
+    link = []
+    if torch.backends.openmp.is_available():
+        # at::parallel_for is an inline OpenMP template: without -fopenmp here it silently runs on one thread
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
     if with_cuda:
         sources += [f"{CSRC}/ops_cuda.cpp", f"{CSRC}/kernels/spectral_step_cuda.cu",
                     f"{CSRC}/kernels/group_step_cuda.cu"]
         args = {"cxx": cxx + ["-DDDRM_FAST_WITH_CUDA"], "nvcc": ["-O3", "-std=c++17", "-DDDRM_FAST_WITH_CUDA"]}
-        ext = CUDAExtension("ddrm_fast._C", sources, extra_compile_args=args, include_dirs=[os.path.abspath(CSRC)])
+        ext = CUDAExtension("ddrm_fast._C", sources, extra_compile_args=args, extra_link_args=link,
+                            include_dirs=[os.path.abspath(CSRC)])
     else:
-        ext = CppExtension("ddrm_fast._C", sources, extra_compile_args={"cxx": cxx},
+        ext = CppExtension("ddrm_fast._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link,
                            include_dirs=[os.path.abspath(CSRC)])
     return [ext], {"build_ext": BuildExtension}
 
