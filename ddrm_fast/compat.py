@@ -119,7 +119,20 @@ class GeneralH(H_functions):
         return out
 
 
-class _Permutation(H_functions):
+class _IdentityU(H_functions):
+    """U = I (copies, since H_pinv divides U^T y in place), singular values stored in ``_singulars``."""
+
+    def U(self, vec):
+        return vec.reshape(vec.shape[0], -1).clone()
+
+    def Ut(self, vec):
+        return vec.reshape(vec.shape[0], -1).clone()
+
+    def singulars(self):
+        return self._singulars
+
+
+class _Permutation(_IdentityU):
     """Operators whose V is a fixed permutation of the flat (C, H, W) image and U = I."""
 
     gather: torch.Tensor  # spectral j <- flat image index gather[j]
@@ -130,15 +143,6 @@ class _Permutation(H_functions):
 
     def Vt(self, vec):
         return vec.reshape(vec.shape[0], -1)[:, self.gather]
-
-    def U(self, vec):
-        return vec.reshape(vec.shape[0], -1).clone()
-
-    def Ut(self, vec):
-        return vec.reshape(vec.shape[0], -1).clone()
-
-    def singulars(self):
-        return self._singulars
 
     def add_zeros(self, vec):
         vec = vec.reshape(vec.shape[0], -1)
@@ -265,7 +269,7 @@ class Colorization(H_functions):
         return torch.cat([vec, vec.new_zeros(vec.shape[0], (self.channels - 1) * self.img_dim**2)], dim=1)
 
 
-class WalshHadamardCS(H_functions):
+class WalshHadamardCS(_IdentityU):
     """Compressed sensing: the first C*HW/ratio coefficients (in ``perm`` order) of each channel's orthonormal
     Walsh-Hadamard transform; spectral layout pixel-major (index*C + channel)."""
 
@@ -287,15 +291,6 @@ class WalshHadamardCS(H_functions):
 
     def Vt(self, vec):
         return self.fwht(vec)[:, :, self.perm].permute(0, 2, 1).reshape(vec.shape[0], -1)
-
-    def U(self, vec):
-        return vec.reshape(vec.shape[0], -1).clone()
-
-    def Ut(self, vec):
-        return vec.reshape(vec.shape[0], -1).clone()
-
-    def singulars(self):
-        return self._singulars
 
     def add_zeros(self, vec):
         out = torch.zeros(vec.shape[0], self.channels * self.img_dim**2, device=vec.device, dtype=vec.dtype)

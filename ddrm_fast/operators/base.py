@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["LinearOperator", "check_image_shape"]
+__all__ = ["LinearOperator", "check_image_shape", "check_ratio"]
 
 
 def check_image_shape(image_shape: Sequence[int], name: str = "image_shape") -> Tuple[int, int, int]:
@@ -26,6 +26,16 @@ def check_image_shape(image_shape: Sequence[int], name: str = "image_shape") -> 
         raise ValueError(f"{name} must be a (C, H, W) tuple of ints, got {image_shape!r}") from None
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"{name} must be a (C, H, W) tuple of positive ints, got {image_shape!r}")
+    return shape
+
+
+def check_ratio(ratio, image_shape: Sequence[int]) -> Tuple[int, int, int]:
+    """Validate a downsampling ratio against (C, H, W); returns the checked image shape."""
+    if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1:
+        raise ValueError(f"ratio must be a positive int, got {ratio!r}")
+    shape = check_image_shape(image_shape)
+    if shape[1] % ratio or shape[2] % ratio:
+        raise ValueError(f"ratio {ratio} does not divide the image size {shape[1]}x{shape[2]}")
     return shape
 
 

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .base import LinearOperator, check_image_shape
+from .base import LinearOperator, check_image_shape, check_ratio
 
 __all__ = ["GroupOperator", "Denoise", "Inpaint", "SuperRes", "Colorize"]
 
@@ -212,11 +212,7 @@ class SuperRes(GroupOperator):
     """
 
     def __init__(self, ratio: int, image_shape: Sequence[int], observed: Optional[torch.Tensor] = None):
-        if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1:
-            raise ValueError(f"ratio must be a positive int, got {ratio!r}")
-        shape = check_image_shape(image_shape)
-        if shape[1] % ratio or shape[2] % ratio:
-            raise ValueError(f"ratio {ratio} does not divide the image size {shape[1]}x{shape[2]}")
+        shape = check_ratio(ratio, image_shape)
         self.ratio = ratio
         super().__init__(shape, (1, ratio, ratio), torch.full((ratio * ratio,), 1.0 / ratio**2), observed)
 

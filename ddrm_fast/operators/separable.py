@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .base import LinearOperator, check_image_shape
+from .base import LinearOperator, check_image_shape, check_ratio
 
 __all__ = ["SeparableOperator", "Blur", "SRBicubic", "conv_matrix", "bicubic_matrix"]
 
@@ -164,10 +164,6 @@ class SRBicubic(SeparableOperator):
     """Bicubic (antialiased, a = -0.5) downsampling by ``ratio``: y is (B, C, H/ratio, W/ratio)."""
 
     def __init__(self, ratio: int, image_shape: Sequence[int], zero_threshold: float = 1e-3):
-        if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1:
-            raise ValueError(f"ratio must be a positive int, got {ratio!r}")
-        shape = check_image_shape(image_shape)
-        if shape[1] % ratio or shape[2] % ratio:
-            raise ValueError(f"ratio {ratio} does not divide the image size {shape[1]}x{shape[2]}")
+        shape = check_ratio(ratio, image_shape)
         self.ratio = ratio
         super().__init__(shape, bicubic_matrix(shape[1], ratio), bicubic_matrix(shape[2], ratio), zero_threshold)
