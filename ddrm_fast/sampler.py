@@ -305,7 +305,8 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         to_spec = operator.Vt if grouped else (lambda t: t)  # image-layout noise of group operators
 
         def step(x, eps, z, cf, et, eb, offset):
-            return operator.V(spectral(operator.Vt(x), operator.Vt(eps), to_spec(z), uty, s, sy, cf, et,
+            # the transforms run in float32 whatever the model's output dtype
+            return operator.V(spectral(operator.Vt(x), operator.Vt(eps.float()), to_spec(z), uty, s, sy, cf, et,
                                        eb)[0]).reshape(image)
 
         zeros = torch.zeros(batch, n, device=device)

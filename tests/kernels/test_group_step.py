@@ -123,6 +123,8 @@ def test_opcheck(backend, device):
     t = _case(op, 2, torch.float32, "strided_eps", device)
     args = (t["x"], t["eps"], t["y"], t["weights"], t["observed"], t["sigma_y"], t["coef"], t["z"], None, 0,
             list(op.group_shape), 0.85, 0.7, True)
+    if backend == "triton":
+        import ddrm_fast.triton.group_step  # noqa: F401  (registers the op)
     fn = torch.ops.ddrm_fast.group_step if backend != "triton" else torch.ops.ddrm_fast_triton.group_step
     torch.library.opcheck(fn.default, args)
 
@@ -140,3 +142,28 @@ def test_compile_fullgraph(backend, device):
 
     compiled = torch.compile(step, fullgraph=True, backend="inductor" if device == "cuda" else "aot_eager")
     assert torch.allclose(compiled(t["x"], t["eps"], t["z"]), step(t["x"], t["eps"], t["z"]), atol=1e-6)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(x=torch.zeros(1, 3, 18, 30, dtype=torch.float64)), "x must be float32, float16 or bfloat16"),
+    (dict(eps=torch.zeros(1, 3, 18, 28)), "eps must have the shape of x"),
+    (dict(y=torch.zeros(1, 404)), "y must be contiguous float32 with 405 measurements"),
+    (dict(weights=torch.ones(3)), "weights must be"),
+    (dict(sigma_y=torch.zeros(2, 1)), "sigma_y must be"),
+    (dict(coef=torch.zeros(3)), "coef must be"),
+    (dict(z=None), "seeds must be"),
+    (dict(group_shape=(1, 4, 4)), "group_shape"),
+])
+def test_cpu_checks_name_the_argument(change, match):
+    from ddrm_fast import ops
+
+    if not ops.has_cpu():
+        pytest.skip("no compiled extension")
+    op = O.SuperRes(2, (3, 18, 30))
+    t = dict(x=torch.zeros(1, 3, 18, 30), eps=torch.zeros(1, 3, 18, 30), y=torch.zeros(1, 405),
+             weights=op.weights, observed=None, sigma_y=torch.zeros(1, 1), coef=torch.ones(4),
+             z=torch.zeros(1, 3, 18, 30), group_shape=op.group_shape)
+    t.update(change)
+    with pytest.raises((RuntimeError, ValueError), match=match):
+        ops.group_step(t["x"], t["eps"], t["y"], t["weights"], t["observed"], t["sigma_y"], t["coef"],
+                       t["group_shape"], 0.85, 1.0, z=t["z"])

@@ -32,3 +32,13 @@ def test_matches_reference(backend, device, b, s_batch, sy, legacy):
                            legacy_zero_singulars=legacy)
     for g_, w_ in zip(got, want):
         assert ((g_.cpu() - w_).abs().max() / w_.abs().max()).item() <= 1e-5
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_opcheck(backend, device):
+    t = _inputs(device, s_batch=3, sy_shape=(3, 527))
+    fn = torch.ops.ddrm_fast.spectral_step if backend != "triton" else torch.ops.ddrm_fast_triton.spectral_step
+    if backend == "triton":
+        import ddrm_fast.triton.spectral_step  # noqa: F401  (registers the op)
+    torch.library.opcheck(fn.default, (t["xbar"], t["epsbar"], t["z"], t["uty"], t["s"], t["sigma_y"], t["coef"],
+                                       0.85, 0.7, 0.6, False))
