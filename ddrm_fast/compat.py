@@ -15,7 +15,7 @@ Quirks kept on purpose (the ``ddrm_fast.operators`` classes are the correct vers
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 

@@ -57,6 +57,22 @@ def initial_spectral(z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor, sigma_
                          legacy_zero_singulars=legacy_zero_singulars)[0]
 
 
+def _three_cases(x0: torch.Tensor, eps: torch.Tensor, z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor,
+                 sigma_y: torch.Tensor, sn: torch.Tensor, eta: float, eta_b: float, eta_c: float,
+                 legacy_zero_singulars: bool) -> torch.Tensor:
+    """The update of measured coordinates (x0bar, epsbar, z along them; U^T y, s, sigma_y) by DDRM's three cases."""
+    measured = _measured(s, legacy_zero_singulars)
+    s_sn = s * sn
+    ss = _safe(s)
+    # case 1, noisier than y: pull toward ybar = U^T y / s
+    new1 = eta_b * (uty / ss) + (1 - eta_b) * x0 + (sn**2 - (eta_b * sigma_y / ss) ** 2).clamp_min(0).sqrt() * z
+    # case 2, less noisy than y: move along the residual, scaled by s / sigma_y
+    new2 = x0 + (1 - eta * eta) ** 0.5 * sn * (uty - s * x0) / _safe(sigma_y) + eta * sn * z
+    # case 3: DDIM in this coordinate
+    new3 = x0 + (1 - eta_c * eta_c) ** 0.5 * sn * eps + eta_c * sn * z
+    return torch.where(measured & (s_sn > sigma_y), new1, torch.where(measured & (s_sn < sigma_y), new2, new3))
+
+
 def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor,
                   sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float,
                   eta_c: Optional[float] = None,
@@ -79,16 +95,8 @@ def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty
     # case 3 (unmeasured, or sigma' s = sigma_y): DDIM in this coordinate
     new = x0bar + (1 - eta_c * eta_c) ** 0.5 * sn * epsbar + eta_c * sn * z
     m = uty.shape[1]
-    x0h, zh = x0bar[:, :m], z[:, :m]
-    measured = _measured(s, legacy_zero_singulars)
-    s_sn = s * sn
-    ss = _safe(s)
-    # case 1, noisier than y: pull toward ybar = U^T y / s
-    new1 = eta_b * (uty / ss) + (1 - eta_b) * x0h + (sn**2 - (eta_b * sigma_y / ss) ** 2).clamp_min(0).sqrt() * zh
-    # case 2, less noisy than y: move along the residual, scaled by s / sigma_y
-    new2 = x0h + (1 - eta * eta) ** 0.5 * sn * (uty - s * x0h) / _safe(sigma_y) + eta * sn * zh
-    head = torch.where(measured & (s_sn > sigma_y), new1,
-                       torch.where(measured & (s_sn < sigma_y), new2, new[:, :m]))
+    head = _three_cases(x0bar[:, :m], epsbar[:, :m], z[:, :m], uty, s, sigma_y, sn, eta, eta_b, eta_c,
+                        legacy_zero_singulars)
     return sqan * torch.cat([head, new[:, m:]], dim=1), x0bar
 
 
@@ -123,13 +131,9 @@ def group_step(x: torch.Tensor, eps: torch.Tensor, z: torch.Tensor, y: torch.Ten
     e, zz = groups(eps), groups(z)
     wv = x0 + (1 - eta * eta) ** 0.5 * sn * e + eta * sn * zz  # case 3 for every direction
     s = k_norm * (observed.float() if observed is not None else torch.ones_like(y[:1]))
-    measured = s > 0
-    x0_1, eps_1, z_1 = x0 @ v, e @ v, zz @ v
-    ss = _safe(s)
-    new1 = eta_b * (y / ss) + (1 - eta_b) * x0_1 + (sn**2 - (eta_b * sigma_y / ss) ** 2).clamp_min(0).sqrt() * z_1
-    new2 = x0_1 + (1 - eta * eta) ** 0.5 * sn * (y - s * x0_1) / _safe(sigma_y) + eta * sn * z_1
+    # the measured coordinate along v; its case 3 is w's own component w_1 = v . w
+    new_1 = _three_cases(x0 @ v, e @ v, zz @ v, y, s, sigma_y, sn, eta, eta_b, eta, False)
     w_1 = wv @ v
-    new_1 = torch.where(measured & (s * sn > sigma_y), new1, torch.where(measured & (s * sn < sigma_y), new2, w_1))
     out = sqan * (wv + v * (new_1 - w_1).unsqueeze(-1))
 
     def image(t):  # (B, G, n) -> (B, C, H, W)

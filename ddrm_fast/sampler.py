@@ -1,7 +1,7 @@
 """The DDRM sampler (Kawar et al. 2022, Algorithm 1 with eta_A = eta_C = eta) over any operator's SVD."""
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
@@ -182,7 +182,7 @@ def _kernels(backend: str):
 
     if backend in ("cpu", "cuda"):
         return ops.spectral_step, ops.group_step
-    from .triton import group_step as tg, spectral_step as ts  # noqa: F401  (registers the ops)
+    from .triton import group_step, spectral_step  # noqa: F401  (importing registers the ops)
 
     def spectral(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c=None, legacy_zero_singulars=False):
         return torch.ops.ddrm_fast_triton.spectral_step(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b,

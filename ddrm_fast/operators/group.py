@@ -11,7 +11,7 @@ Fused kernels need only ``group_shape``, ``weights`` and ``observed``: the compl
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 

@@ -11,7 +11,7 @@ remaining coefficients of each channel.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
