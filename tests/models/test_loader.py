@@ -1,0 +1,122 @@
+"""models.load: format detection, clear errors for bad files, our safetensors, diffusers folders, the embedded model."""
+import json
+
+import pytest
+import torch
+
+from ddrm_fast.models import ADMUNet, CheckpointError, DDPMUNet, default_model, load, save
+from ddrm_fast.schedules import cosine_betas
+
+
+def _adm():
+    torch.manual_seed(0)
+    return ADMUNet(dict(model_channels=32, out_channels=6, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(2,),
+                        num_head_channels=32, use_scale_shift_norm=True, resblock_updown=True)).eval()
+
+
+def test_missing_key_is_named(tmp_path):
+    sd = _adm().state_dict()
+    del sd["output_blocks.1.0.emb_layers.1.weight"]
+    torch.save(sd, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match=r"missing 1 keys \(output_blocks\.1\.0\.emb_layers\.1\.weight\)"):
+        load(tmp_path / "m.pt", num_head_channels=32)
+
+
+def test_missing_inference_key_is_named(tmp_path):
+    sd = _adm().state_dict()
+    del sd["out.2.weight"]
+    torch.save(sd, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="missing 'out.2.weight'"):
+        load(tmp_path / "m.pt")
+
+
+def test_shape_mismatch_against_a_given_config(tmp_path):
+    torch.save(_adm().state_dict(), tmp_path / "m.pt")
+    cfg = {**_adm().config.to_dict(), "model_channels": 64}
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load(tmp_path / "m.pt", arch="adm", config=cfg)
+
+
+def test_truncated_file(tmp_path):
+    torch.save(_adm().state_dict(), tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load(tmp_path / "cut.pt")
+    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load(tmp_path / "cut.safetensors")
+
+
+def test_not_found_and_foreign_state_dicts(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load(tmp_path / "nope.pt")
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="neither an ADM"):
+        load(tmp_path / "other.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="without a state_dict"):
+        load(tmp_path / "list.pt")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(CheckpointError, match="not a diffusers model"):
+        load(tmp_path / "folder")
+
+
+def test_pickles_are_refused(tmp_path):
+    # weights_only: a checkpoint that needs arbitrary code to unpickle is not executed
+    torch.save({"model": _adm()}, tmp_path / "pickled.pt")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load(tmp_path / "pickled.pt")
+
+
+@pytest.mark.parametrize("make", [_adm, lambda: DDPMUNet(dict(ch=32, ch_mult=(1, 2), num_res_blocks=1,
+                                                               attn_resolutions=(4,), resolution=8)).eval()])
+def test_own_safetensors_round_trip(make, tmp_path):
+    model = make()
+    betas = cosine_betas(200).double()
+    save(model, tmp_path / "m.safetensors", betas, note="x")
+    loaded, got_betas = load(tmp_path / "m.safetensors")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    torch.testing.assert_close(got_betas, betas, rtol=0, atol=0)
+    x, t = torch.randn(1, 3, 8, 8), torch.tensor([3.0])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t), model(x, t), rtol=0, atol=0)
+    _, lin = load(tmp_path / "m.safetensors", schedule="linear")
+    assert lin.numel() == 1000
+
+
+def test_diffusers_folder_with_its_scheduler(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(32, 64),
+                                 down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                                 up_block_types=("AttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                                 norm_num_groups=32).eval()
+    unet.save_pretrained(tmp_path / "pipe" / "unet")
+    (tmp_path / "pipe" / "scheduler").mkdir()
+    (tmp_path / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"}))
+    model, betas = load(tmp_path / "pipe")
+    torch.testing.assert_close(betas, cosine_betas(1000).double())
+    sched = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    torch.testing.assert_close(betas.float(), sched.betas.float(), rtol=1e-6, atol=1e-7)
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([5.0, 600.0])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t), unet(x, t).sample)
+    # the unet folder alone: the default linear schedule
+    _, lin = load(tmp_path / "pipe" / "unet")
+    assert lin.numel() == 1000
+    (tmp_path / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"prediction_type": "v_prediction"}))
+    with pytest.raises(CheckpointError, match="eps-prediction"):
+        load(tmp_path / "pipe")
+
+
+def test_embedded_model_restores_images_of_any_size():
+    model, betas = default_model()
+    assert isinstance(model, ADMUNet) and betas.numel() == 1000
+    assert not model.training
+    x = torch.randn(1, 3, 24, 40)
+    with torch.no_grad():
+        eps = model(x, torch.tensor([500.0]))
+    assert eps.shape == x.shape and torch.isfinite(eps).all()
