@@ -1,0 +1,45 @@
+"""`ddrm-fast train`: DDPM training of a small ADM UNet on scikit-image's photos (the embedded model's recipe)."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..models.adm import ADMUNet
+from ..schedules import get_betas
+from .. import training
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a small ADM UNet on scikit-image's bundled photos (DDPM loss, EMA)")
+    p.add_argument("-o", "--out", required=True, help="output folder: model.safetensors, state.pt, log.jsonl")
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--crop", type=int, default=64, help="training crop side (a multiple of 8)")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
+    p.add_argument("--model-channels", type=int, default=training.SMALL_ADM["model_channels"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/state.pt exists")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def main(args) -> int:
+    torch.manual_seed(args.seed)
+    model = ADMUNet(dict(training.SMALL_ADM, model_channels=args.model_channels))
+    photos = training.skimage_photos(training.TRAIN_PHOTOS)
+    betas = get_betas(args.schedule).double()
+    params = sum(p.numel() for p in model.parameters())
+    print(f"training a {params / 1e6:.2f}M-parameter ADM UNet on {len(photos)} scikit-image photos "
+          f"({', '.join(training.TRAIN_PHOTOS)}), held out: {', '.join(training.HELDOUT_PHOTOS)}")
+    info = {"data": list(training.TRAIN_PHOTOS), "heldout": list(training.HELDOUT_PHOTOS),
+            "schedule": args.schedule, "device": str(args.device), "torch": torch.__version__}
+    t0 = time.perf_counter()
+    training.train(model, betas, photos, args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+                   lr=args.lr, ema_decay=args.ema_decay, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                   device=args.device, resume=not args.no_resume, progress=not args.no_progress, info=info)
+    print(f"done in {time.perf_counter() - t0:.0f} s: {args.out}/model.safetensors")
+    return 0
