@@ -14,10 +14,13 @@ $(VENV)/.ddrm_fast_installed: setup.py pyproject.toml $(wildcard csrc/*.cpp csrc
 	$(PY) -m pip install -q setuptools wheel packaging ninja
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	$(PY) -c "import triton" 2>/dev/null || $(PY) -m pip install -q triton
+	# test oracle: guided-diffusion's own UNetModel (its blobfile dependency is only for its data loading)
+	$(PY) -c "import guided_diffusion.unet" 2>/dev/null || $(PY) -m pip install -q --no-deps guided-diffusion-sdk
 	touch $@
 
+# restore the bundled example (a held-out photo) with the embedded model: 4x super-resolution with noise
 demo: setup
-	$(PY) -m ddrm_fast demo
+	$(PY) -m ddrm_fast restore ddrm_fast/data/astronaut.png --task sr4 --sigma-y 0.05 -o demo_out
 
 test: setup pytest triton-test ctest
 

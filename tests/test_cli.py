@@ -21,3 +21,102 @@ def test_bad_size_is_one_line_and_nonzero():
                        capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["ddrm-fast: error: ratio 4 does not divide the image size 30x30"]
+
+
+# --- restore and train -------------------------------------------------------------------------------------------
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ddrm_fast.cli.main import main as cli  # noqa: E402
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "ddrm_fast", "data", "astronaut.png")
+
+
+@pytest.fixture
+def small_png(tmp_path):
+    """A 32x32 crop of the bundled example (the face), RGB."""
+    path = tmp_path / "face.png"
+    Image.open(EXAMPLE).crop((88, 40, 120, 72)).save(path)
+    return str(path)
+
+
+def test_restore_writes_three_images_and_prints_scores(small_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli(["restore", small_png, "--task", "sr4", "--steps", "4", "-o", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "pseudo-inverse  PSNR" in text and "DDRM            PSNR" in text
+    names = sorted(os.listdir(out))
+    assert names == ["face_sr4_degraded.png", "face_sr4_pinv.png", "face_sr4_restored.png"]
+    assert Image.open(out / "face_sr4_degraded.png").size == (8, 8)
+    assert Image.open(out / "face_sr4_restored.png").size == (32, 32)
+
+
+def test_restore_observed_low_res_gives_the_large_image(tmp_path, capsys):
+    low = tmp_path / "low.png"
+    Image.open(EXAMPLE).resize((16, 8)).save(low)
+    assert cli(["restore", str(low), "--task", "sr4", "--observed", "--steps", "3", "-o", str(tmp_path / "o"),
+                "--no-progress"]) == 0
+    assert os.listdir(tmp_path / "o") == ["low_sr4_restored.png"]
+    assert Image.open(tmp_path / "o" / "low_sr4_restored.png").size == (64, 32)
+
+
+def test_restore_with_a_mask_file(small_png, tmp_path):
+    mask = Image.new("L", (32, 32), 255)
+    mask.paste(0, (8, 8, 24, 24))
+    mask.save(tmp_path / "mask.png")
+    assert cli(["restore", small_png, "--task", "inp", "--mask", str(tmp_path / "mask.png"), "--steps", "3",
+                "-o", str(tmp_path / "o"), "--no-progress"]) == 0
+    degraded = np.asarray(Image.open(tmp_path / "o" / "face_inp_degraded.png"))
+    assert (degraded[8:24, 8:24] == 128).all()  # missing pixels show as zero, mid-gray
+    assert (degraded[:8] != 128).any()
+
+
+def _fails(args, tmp_path, capsys, message):
+    out = tmp_path / "never"
+    code = cli(args + ["-o", str(out), "--no-progress", "--steps", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1 and err[0].startswith("ddrm-fast: error:") and message in err[0], err
+    assert not out.exists()  # nothing partial written
+
+
+def test_restore_errors_are_one_line_and_write_nothing(small_png, tmp_path, capsys):
+    _fails(["restore", str(tmp_path / "missing.png"), "--task", "sr4"], tmp_path, capsys, "no such file")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    _fails(["restore", str(tmp_path / "junk.png"), "--task", "sr4"], tmp_path, capsys, "not a readable image")
+    Image.new("L", (32, 32)).save(tmp_path / "gray.png")
+    _fails(["restore", str(tmp_path / "gray.png"), "--task", "sr4"], tmp_path, capsys, "image mode L")
+    Image.new("RGB", (30, 30)).save(tmp_path / "odd.png")
+    _fails(["restore", str(tmp_path / "odd.png"), "--task", "sr4"], tmp_path, capsys, "not divisible by the ratio 4")
+    _fails(["restore", str(tmp_path / "odd.png"), "--task", "deno"], tmp_path, capsys, "multiples of 8")
+    Image.new("L", (16, 16)).save(tmp_path / "small_mask.png")
+    _fails(["restore", small_png, "--task", "inp", "--mask", str(tmp_path / "small_mask.png")], tmp_path, capsys,
+           "does not match the image's 32x32")
+    _fails(["restore", small_png, "--task", "deno", "--model", str(tmp_path / "none.pt")], tmp_path, capsys,
+           "model file not found")
+    _fails(["restore", small_png, "--task", "deno", "--sigma-y", "3"], tmp_path, capsys, "--sigma-y must lie")
+
+
+def test_unknown_task_is_a_usage_error(small_png, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli(["restore", small_png, "--task", "sr3", "-o", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "invalid choice: 'sr3'" in capsys.readouterr().err
+
+
+def test_train_writes_a_loadable_model_and_resumes(tmp_path, capsys):
+    from ddrm_fast.models import load
+
+    out = str(tmp_path / "run")
+    args = ["train", "-o", out, "--batch-size", "2", "--crop", "16", "--no-progress", "--checkpoint-every", "2"]
+    assert cli(args + ["--steps", "2"]) == 0
+    model, betas = load(os.path.join(out, "model.safetensors"))
+    assert model.config.model_channels == 32 and betas.numel() == 1000
+    assert cli(args + ["--steps", "3"]) == 0  # picks up state.pt at step 2 and runs one more step
+    steps = [r for r in open(os.path.join(out, "log.jsonl")).read().splitlines()]
+    state = torch.load(os.path.join(out, "state.pt"), weights_only=True)
+    assert state["step"] == 3 and len(steps) == 2

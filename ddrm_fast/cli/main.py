@@ -18,6 +18,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=64, help="image side (a multiple of 4)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda"])
+    from . import restore, train
+
+    restore.add_parser(sub)
+    train.add_parser(sub)
     return p
 
 
@@ -28,6 +32,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             from . import demo
 
             return demo.main(args)
+        if args.command == "restore":
+            from . import restore
+
+            return restore.main(args)
+        if args.command == "train":
+            from . import train
+
+            return train.main(args)
     except ValueError as exc:  # bad arguments: one line, nonzero exit
         print(f"ddrm-fast: error: {exc}", file=sys.stderr)
         return 2
