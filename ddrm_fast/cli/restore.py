@@ -18,9 +18,9 @@ def add_parser(sub) -> None:
                        description="With a clean INPUT: degrade it (sigma in [0, 1] pixel units, like the original "
                                    "runner), restore, write restored/degraded/pinv PNGs and print PSNR/SSIM. With "
                                    "--observed: INPUT is the measurement itself; writes the restoration.")
-    p.add_argument("input", metavar="INPUT", help="a PNG/JPEG image")
-    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="output folder (created)")
-    p.add_argument("--task", required=True, choices=tasks.TASKS)
+    p.add_argument("input", metavar="INPUT", nargs="?", help="a PNG/JPEG image (or --input-dir)")
+    p.add_argument("-o", "--out", "--output-dir", required=True, metavar="OUT_DIR", help="output folder (created)")
+    p.add_argument("--task", required=True, choices=tasks.TASKS, help="the task (a manifest may set one per image)")
     p.add_argument("--sigma-y", type=float, default=0.05, help="measurement noise std in [0, 1] pixel units")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--eta", type=float, default=0.85)
@@ -32,6 +32,12 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--no-progress", action="store_true")
+    b = p.add_argument_group("directories (a data set; resumable; torchrun shards it over ranks)")
+    b.add_argument("--input-dir", help="restore every image in this folder into OUT_DIR/<name>.png")
+    b.add_argument("--batch-size", type=int, default=8, help="images of equal size per sampler call")
+    b.add_argument("--masks-dir", help="inpainting masks matched by file name (white = observed)")
+    b.add_argument("--manifest", help="CSV/JSON with name[, task, sigma_y, seed, noise_map] per image")
+    b.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding images")
 
 
 def _read_mask(path: Optional[str], shape) -> Optional[torch.Tensor]:
@@ -95,6 +101,12 @@ def _view(task: str, op, y: torch.Tensor, pinv: torch.Tensor) -> torch.Tensor:
 
 
 def main(args) -> int:
+    if (args.input is None) == (args.input_dir is None):
+        raise ValueError("give either INPUT (one image) or --input-dir (a folder)")
+    if args.input_dir is not None:
+        from .restore_dir import main as restore_dir_main
+
+        return restore_dir_main(args)
     r = restore(args)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.splitext(os.path.basename(args.input))[0]
