@@ -1,6 +1,7 @@
 """The DDRM sampler (Kawar et al. 2022, Algorithm 1 with eta_A = eta_C = eta) over any operator's SVD."""
 from __future__ import annotations
 
+import weakref
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -196,11 +197,39 @@ def _kernels(backend: str):
     return spectral, group
 
 
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _network(model: Model, dtype: Optional[torch.dtype], channels_last: bool, compile: bool, device) -> Model:
+    """The model call of the loop: optionally compiled, fed channels_last, under autocast."""
+    if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"model_dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+    if compile:
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError("compile=True needs the model to be a torch.nn.Module")
+        if model not in _COMPILED:
+            _COMPILED[model] = torch.compile(model)
+        model = _COMPILED[model]
+    if dtype in (None, torch.float32) and not channels_last:
+        return model
+
+    def net(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if dtype in (None, torch.float32):
+            return model(x, t)
+        with torch.autocast(device.type, dtype=dtype):
+            return model(x, t)
+
+    return net
+
+
 def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y, *, steps: int = 20,
                 eta: float = 0.85, eta_b: float = 1.0, schedule: Optional[torch.Tensor] = None,
                 generator: Generator = None, noise: str = "torch", backend: str = "reference",
                 x_T: Optional[torch.Tensor] = None, callback: Optional[Callable[[dict], None]] = None,
-                progress: bool = False) -> torch.Tensor:
+                progress: bool = False, model_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
+                compile: bool = False) -> torch.Tensor:
     """Restore images from y = H x + z with DDRM (Kawar et al. 2022); returns the restored batch (B, C, H, W).
 
     Args:
@@ -226,6 +255,10 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         x_T: the initial standard-normal draw, (B, C, H, W), read in the layout ``noise`` draws in; drawn if None.
         callback: called after every step with a dict: ``i``, ``t``, ``t_next``, ``x`` (x_{t'}), ``x0`` (prediction).
         progress: show a progress bar over the steps.
+        model_dtype: run the model under ``torch.autocast`` in this dtype (``torch.bfloat16``/``torch.float16``);
+            the DDRM update stays float32 (the kernels read half-precision eps and compute in float32).
+        channels_last: hand the model its input in channels_last memory format (faster convolutions on GPUs).
+        compile: run the model through ``torch.compile`` (compiled once per model and kept for later calls).
     """
     # --- checks: everything a bad argument can break is tested before any work --------------------------------------
     if not isinstance(operator, LinearOperator):
@@ -251,6 +284,7 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         if x_T.shape[0] != batch:
             raise ValueError(f"x_T has batch {x_T.shape[0]}, y has {batch}")
     backend = _resolve_backend(backend, device)
+    net = _network(model, model_dtype, channels_last, compile, device)
     c, h, w = operator.image_shape
     n = operator.n
     image = (batch, c, h, w)
@@ -313,7 +347,7 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         x = operator.V(spectral(zeros, zeros, to_spec(z0), uty, s, sy, init_coef, 1.0, 1.0)[0]).reshape(image)
 
     for i in progress_bar(range(len(rev)), progress, "ddrm"):
-        eps = take_eps(model(x, ts[i].expand(batch)), c)
+        eps = take_eps(net(x, ts[i].expand(batch)), c)
         x_prev, x = x, step(x, eps, source.step(i), coef[i], eta, eta_b, i)
         if callback is not None:
             callback({"i": i, "t": rev[i], "t_next": rev_next[i], "x": x,

@@ -120,3 +120,22 @@ def test_train_writes_a_loadable_model_and_resumes(tmp_path, capsys):
     steps = [r for r in open(os.path.join(out, "log.jsonl")).read().splitlines()]
     state = torch.load(os.path.join(out, "state.pt"), weights_only=True)
     assert state["step"] == 3 and len(steps) == 2
+
+
+def test_bench_runs_every_mode_on_the_cpu_and_checks_quality(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "bench"
+    # one batch size: each size is a fresh torch.compile, the slow part on the CPU
+    assert cli(["bench", "--batch", "2", "--steps", "2", "--repeats", "1", "--size", "16", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "bench.csv")))
+    assert [r["mode"] for r in rows] == ["reference", "fused", "fused_bf16", "compiled_bf16"]
+    by = {r["mode"]: r for r in rows}
+    assert by["reference"]["psnr_vs_reference"] == "inf" and float(by["reference"]["speedup"]) == 1
+    assert float(by["fused"]["psnr_vs_reference"]) > 60  # same noise, float32: rounding only
+    assert 25 < float(by["compiled_bf16"]["psnr_vs_reference"]) < 90  # a bfloat16 network: close, not equal
+    assert float(by["fused"]["images_per_s"]) > 0 and 0 < float(by["fused"]["network_share"]) <= 1
+    assert (out / "bench.png").stat().st_size > 1000 and "| 2 | fused |" in (out / "bench.md").read_text()
+    capsys.readouterr()
+    assert cli(["bench", "--modes", "reference,warp"]) == 2
+    assert "unknown warp" in capsys.readouterr().err

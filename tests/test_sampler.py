@@ -143,3 +143,31 @@ def test_every_operator_samples(make):
     x = 0.5 * torch.randn(2, 3, 8, 8)
     out = ddrm_sample(MODEL, op.H(x), op, 0.05, steps=10, generator=torch.Generator().manual_seed(0))
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_network_options_keep_the_result():
+    # autocast, channels_last and torch.compile change how the model runs, not what DDRM computes
+    from ddrm_fast.models import ADMUNet
+
+    torch.manual_seed(0)
+    model = ADMUNet(dict(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(2,))).eval()
+    with torch.no_grad():
+        for p in model.out.parameters():
+            p.normal_(0, 0.05)
+    op = O.SuperRes(2, (3, 16, 16))
+    y = op.H(torch.rand(2, 3, 16, 16) * 2 - 1)
+
+    def run(**kw):
+        with torch.no_grad():
+            return ddrm_sample(model, y, op, 0.1, steps=3, noise="philox", generator=torch.Generator().manual_seed(0),
+                               backend="reference", **kw)
+
+    base = run()
+    torch.testing.assert_close(run(channels_last=True), base, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(run(compile=True), base, rtol=1e-4, atol=1e-4)
+    low = run(model_dtype=torch.bfloat16)
+    assert 0 < (low - base).abs().max() < 0.1
+    with pytest.raises(ValueError, match="model_dtype"):
+        run(model_dtype=torch.int8)
+    with pytest.raises(ValueError, match="nn.Module"):
+        ddrm_sample(lambda x, t: x, y, op, 0.1, steps=2, compile=True)

@@ -18,10 +18,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=64, help="image side (a multiple of 4)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda"])
-    from . import restore, train
+    from . import bench, restore, train
 
     restore.add_parser(sub)
     train.add_parser(sub)
+    bench.add_parser(sub)
     return p
 
 
@@ -36,6 +37,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             from . import restore
 
             return restore.main(args)
+        if args.command == "bench":
+            from . import bench
+
+            return bench.main(args)
         if args.command == "train":
             from . import train
 
