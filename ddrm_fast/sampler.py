@@ -13,7 +13,7 @@ from .operators.base import LinearOperator
 from .operators.group import GroupOperator
 from .schedules import abar_table, ddrm_timesteps, linear_betas
 
-__all__ = ["ddrm_sample", "BACKENDS"]
+__all__ = ["ddrm_sample", "clear_graphs", "BACKENDS"]
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 NOISE = ("torch", "compat", "philox")
@@ -224,12 +224,77 @@ def _network(model: Model, dtype: Optional[torch.dtype], channels_last: bool, co
     return net
 
 
+class _CudaGraph:
+    """A CUDA graph of ``fn``: warmed up on a side stream, captured once, replayed on demand."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.graph = device, torch.cuda.CUDAGraph()
+
+    def capture(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # lazy initialisation, cuDNN autotuning and compilation happen outside the capture
+                fn()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        with torch.cuda.graph(self.graph):
+            return fn()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class _GraphCache:
+    """Captured sampling loops, keyed by everything the capture bakes in (model, operator, shapes, steps, scalars).
+
+    A capture reads its inputs from the tensors of the call that captured it; a later call with the same key copies
+    its own inputs (measurements, sigma_y, seeds, noise) into them and replays. ``make`` builds the graph object
+    (``_CudaGraph``; tests on the CPU substitute one that reruns the function, which checks the buffer handling).
+    """
+
+    def __init__(self, size: int = 4):
+        self.size, self.entries, self.make = size, {}, _CudaGraph
+
+    def clear(self) -> None:
+        """Drop every captured graph and the memory it holds."""
+        self.entries.clear()
+
+    def run(self, key, model, operator, inputs: dict, fn: Callable[[dict], torch.Tensor], device) -> torch.Tensor:
+        entry = self.entries.get(key)
+        if entry is not None and (entry["model"]() is not model or entry["operator"]() is not operator):
+            entry = None  # ids reused by new objects
+        if entry is None:
+            if len(self.entries) >= self.size:
+                self.entries.pop(next(iter(self.entries)))
+            graph = self.make(device)
+            statics = dict(inputs)
+            out = graph.capture(lambda: fn(statics))
+            entry = {"graph": graph, "out": out, "statics": statics, "model": weakref.ref(model),
+                     "operator": weakref.ref(operator)}
+            self.entries[key] = entry
+        else:
+            self.entries[key] = self.entries.pop(key)  # most recently used last
+            for name, value in inputs.items():
+                if value is not None:
+                    entry["statics"][name].copy_(value)
+        entry["graph"].replay()
+        return entry["out"].clone()
+
+
+_GRAPHS = _GraphCache()
+
+
+def clear_graphs() -> None:
+    """Free the CUDA graphs ``ddrm_sample(cuda_graph=True)`` keeps for replay."""
+    _GRAPHS.clear()
+
+
 def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y, *, steps: int = 20,
                 eta: float = 0.85, eta_b: float = 1.0, schedule: Optional[torch.Tensor] = None,
                 generator: Generator = None, noise: str = "torch", backend: str = "reference",
                 x_T: Optional[torch.Tensor] = None, callback: Optional[Callable[[dict], None]] = None,
                 progress: bool = False, model_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
-                compile: bool = False) -> torch.Tensor:
+                compile: bool = False, cuda_graph: bool = False) -> torch.Tensor:
     """Restore images from y = H x + z with DDRM (Kawar et al. 2022); returns the restored batch (B, C, H, W).
 
     Args:
@@ -259,6 +324,11 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             the DDRM update stays float32 (the kernels read half-precision eps and compute in float32).
         channels_last: hand the model its input in channels_last memory format (faster convolutions on GPUs).
         compile: run the model through ``torch.compile`` (compiled once per model and kept for later calls).
+        cuda_graph: capture the whole loop (model and steps) in a CUDA graph and replay it: no launch overhead
+            and no host work per step. The first call with a given model, operator, batch shape and settings
+            captures (after two warm-up runs); later calls copy their measurements, sigma_y and noise into the
+            captured buffers and replay. Results equal eager mode given the same noise. Needs CUDA tensors and a
+            capturable model; no ``callback`` or ``progress``. :func:`clear_graphs` frees the graphs.
     """
     # --- checks: everything a bad argument can break is tested before any work --------------------------------------
     if not isinstance(operator, LinearOperator):
@@ -284,6 +354,13 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         if x_T.shape[0] != batch:
             raise ValueError(f"x_T has batch {x_T.shape[0]}, y has {batch}")
     backend = _resolve_backend(backend, device)
+    if cuda_graph:
+        if device.type != "cuda" and _GRAPHS.make is _CudaGraph:
+            raise ValueError("cuda_graph=True needs CUDA tensors (y is on the CPU)")
+        if callback is not None or progress:
+            raise ValueError("cuda_graph=True runs the loop as one graph: no callback or progress bar")
+        if not isinstance(model, torch.nn.Module) or not isinstance(operator, LinearOperator):
+            raise ValueError("cuda_graph=True needs the model to be a torch.nn.Module (its graph is cached per model)")
     net = _network(model, model_dtype, channels_last, compile, device)
     c, h, w = operator.image_shape
     n = operator.n
@@ -322,9 +399,14 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
 
     # --- the loop: model, then one fused step (no host syncs, scalars on the device) --------------------------------
     ts = torch.tensor(rev, dtype=torch.float32, device=device)
+    yv = uty.contiguous()
+    if cuda_graph:  # a graph reads its inputs from fixed buffers: owned copies, never the caller's tensors
+        yv, sy = yv.clone(), sy.clone()
+        if source.seeds is not None:
+            source.seeds = source.seeds.clone()
+        z0 = None if z0 is None else z0.clone()
     if fused_group:
         _, group = _kernels(backend)
-        yv = uty.contiguous()
         obs = operator.observed.to(device) if operator.observed is not None else None
         k = operator.weights.to(device)
 
@@ -333,23 +415,40 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
                          offset=offset)[0]
 
         zeros = torch.zeros(image, device=device)
-        x = step(zeros, zeros, z0, init_coef, 1.0, 1.0, INIT_OFFSET)
+
+        def initial(z):
+            return step(zeros, zeros, z, init_coef, 1.0, 1.0, INIT_OFFSET)
     else:
         spectral = reference.spectral_step if backend == "reference" else _kernels(backend)[0]
         to_spec = operator.Vt if grouped else (lambda t: t)  # image-layout noise of group operators
 
         def step(x, eps, z, cf, et, eb, offset):
             # the transforms run in float32 whatever the model's output dtype
-            return operator.V(spectral(operator.Vt(x), operator.Vt(eps.float()), to_spec(z), uty, s, sy, cf, et,
+            return operator.V(spectral(operator.Vt(x), operator.Vt(eps.float()), to_spec(z), yv, s, sy, cf, et,
                                        eb)[0]).reshape(image)
 
         zeros = torch.zeros(batch, n, device=device)
-        x = operator.V(spectral(zeros, zeros, to_spec(z0), uty, s, sy, init_coef, 1.0, 1.0)[0]).reshape(image)
 
-    for i in progress_bar(range(len(rev)), progress, "ddrm"):
-        eps = take_eps(net(x, ts[i].expand(batch)), c)
-        x_prev, x = x, step(x, eps, source.step(i), coef[i], eta, eta_b, i)
-        if callback is not None:
-            callback({"i": i, "t": rev[i], "t_next": rev_next[i], "x": x,
-                      "x0": (x_prev - coef[i, 1] * eps.float()) / coef[i, 0]})
-    return x
+        def initial(z):
+            return operator.V(spectral(zeros, zeros, to_spec(z), yv, s, sy, init_coef, 1.0, 1.0)[0]).reshape(image)
+
+    def loop(z_init, noise_at: Callable[[int], Optional[torch.Tensor]]) -> torch.Tensor:
+        x = initial(z_init)
+        for i in progress_bar(range(len(rev)), progress, "ddrm"):
+            eps = take_eps(net(x, ts[i].expand(batch)), c)
+            x_prev, x = x, step(x, eps, noise_at(i), coef[i], eta, eta_b, i)
+            if callback is not None:
+                callback({"i": i, "t": rev[i], "t_next": rev_next[i], "x": x,
+                          "x0": (x_prev - coef[i, 1] * eps.float()) / coef[i, 0]})
+        return x
+
+    if not cuda_graph:
+        return loop(z0, source.step)
+    # every step's noise is drawn before the replay, into buffers the graph reads (in-kernel Philox needs none)
+    drawn = [source.step(i) for i in range(len(rev))]
+    zs = None if drawn[0] is None else torch.stack(drawn)
+    key = (id(model), id(operator), tuple(y_flat.shape), tuple(sy.shape), tuple(seq), eta, eta_b, noise, backend,
+           model_dtype, channels_last, compile, str(device), hash(betas.double().cpu().numpy().tobytes()))
+    inputs = {"yv": yv, "sy": sy, "seeds": source.seeds, "z0": z0, "zs": zs}
+    return _GRAPHS.run(key, model, operator, inputs, lambda st: loop(st["z0"], (lambda i: None) if st["zs"] is None
+                                                                     else (lambda i: st["zs"][i])), device)

@@ -171,3 +171,56 @@ def test_network_options_keep_the_result():
         run(model_dtype=torch.int8)
     with pytest.raises(ValueError, match="nn.Module"):
         ddrm_sample(lambda x, t: x, y, op, 0.1, steps=2, compile=True)
+
+
+class _Rerun:
+    """A stand-in for a CUDA graph on the CPU: 'replay' reruns the captured function into the same output tensor,
+    reading whatever the static buffers hold, exactly what a replayed graph would read."""
+
+    def __init__(self, device):
+        self.fn = self.out = None
+
+    def capture(self, fn):
+        self.fn, self.out = fn, fn()
+        return self.out
+
+    def replay(self):
+        self.out.copy_(self.fn())
+
+
+@pytest.mark.parametrize("noise,op", [("torch", "inp"), ("philox", "inp"), ("torch", "blur"), ("compat", "sr")])
+def test_graph_replay_reads_each_calls_inputs(monkeypatch, noise, op):
+    from ddrm_fast import sampler
+
+    monkeypatch.setattr(sampler._GRAPHS, "make", _Rerun)
+    sampler.clear_graphs()
+    torch.manual_seed(0)
+    if op == "inp":
+        operator = O.Inpaint((torch.rand(2, 1, 8, 8) > 0.5).float(), channels=3)
+    elif op == "blur":
+        operator = O.Blur([0.25, 0.5, 0.25], (3, 8, 8))
+    else:
+        operator = O.SuperRes(2, (3, 8, 8))
+    model = GaussianPriorEps(std=0.5)
+    ys = [operator.H(torch.rand(2, 3, 8, 8) * 2 - 1) for _ in range(3)]
+    kept = [y.clone() for y in ys]
+    sigmas = [torch.tensor([0.05, 0.2]), torch.tensor([0.3, 0.0]), torch.tensor([0.1, 0.1])]
+    if noise == "compat":
+        sigmas = [0.1, 0.1, 0.1]
+
+    def run(i, **kw):
+        return ddrm_sample(model, ys[i], operator, sigmas[i], steps=4, noise=noise, backend="auto",
+                           generator=torch.Generator().manual_seed(10 + i), **kw)
+
+    for i in range(3):
+        torch.testing.assert_close(run(i, cuda_graph=True), run(i), rtol=1e-5, atol=1e-5)
+    assert len(sampler._GRAPHS.entries) == 1  # one capture, replayed with new inputs
+    for y, k in zip(ys, kept):
+        assert torch.equal(y, k)  # the caller's tensors are never used as graph buffers
+    sampler.clear_graphs()
+
+
+def test_graph_needs_cuda_and_no_callback():
+    op = O.Denoise((3, 4, 4))
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        ddrm_sample(GaussianPriorEps(), torch.zeros(1, 3, 4, 4), op, 0.1, steps=2, cuda_graph=True)

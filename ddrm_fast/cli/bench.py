@@ -19,13 +19,31 @@ import torch.nn.functional as F
 from .. import tasks
 from ..sampler import ddrm_sample
 
-# mode -> ddrm_sample options; "reference" is the plain-PyTorch loop in float32, as the original runs
+# mode -> ddrm_sample options; "reference" is the plain-PyTorch loop in float32, as the original runs.
+# "graphs" needs CUDA; "compiled_bf16" adds CUDA graphs on CUDA.
 MODES: Dict[str, dict] = {
     "reference": dict(backend="reference"),
     "fused": dict(backend="auto"),
     "fused_bf16": dict(backend="auto", model_dtype=torch.bfloat16, channels_last=True),
-    "compiled_bf16": dict(backend="auto", model_dtype=torch.bfloat16, channels_last=True, compile=True),
+    "graphs": dict(backend="auto", cuda_graph=True),
+    "compiled_bf16": dict(backend="auto", model_dtype=torch.bfloat16, channels_last=True, compile=True,
+                          cuda_graph=True),
 }
+CUDA_ONLY = ("graphs",)
+
+
+def _options(mode: str, device) -> dict:
+    opts = dict(MODES[mode])
+    if device.type != "cuda":
+        opts.pop("cuda_graph", None)
+    return opts
+
+
+class _NullEps(torch.nn.Module):
+    """eps = 0 at no cost: the same loop with it times the DDRM update alone (same mode, graphs included)."""
+
+    def forward(self, x, t):
+        return torch.zeros_like(x)
 
 
 def add_parser(sub) -> None:
@@ -36,7 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
     p.add_argument("--size", type=int, default=None, help="image side (default 256 on CUDA, 32 on the CPU)")
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
+    p.add_argument("--modes", default=None, help=f"comma-separated, from {', '.join(MODES)} (default: all; on the "
+                                                 f"CPU all but {', '.join(CUDA_ONLY)})")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per mode after one warm-up run")
     p.add_argument("--sigma-y", type=float, default=0.05, help="[0, 1] pixel units")
     p.add_argument("--device", default=None)
@@ -95,10 +114,15 @@ def _clean_batch(batch: int, size: int) -> torch.Tensor:
 def run(args) -> List[dict]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     size = args.size or (256 if device.type == "cuda" else 32)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.modes is None:
+        modes = [m for m in MODES if device.type == "cuda" or m not in CUDA_ONLY]
+    else:
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ValueError(f"--modes: unknown {', '.join(bad)}; known: {', '.join(MODES)}")
+    if device.type != "cuda" and any(m in CUDA_ONLY for m in modes):
+        raise ValueError(f"--modes: {', '.join(CUDA_ONLY)} needs a CUDA device")
     modes.sort(key=lambda m: m != "reference")  # the reference first: the others are compared with its output
     batches = [int(b) for b in args.batch.split(",")]
     model, betas = _model(args.model, device)
@@ -106,6 +130,7 @@ def run(args) -> List[dict]:
     if size % max(divisor, tasks.task_divisor(args.task)):
         raise ValueError(f"--size {size} must be a multiple of {max(divisor, tasks.task_divisor(args.task))}")
     timer = _timer(device)
+    null = _NullEps().to(device)
     sigma = 2 * args.sigma_y
     rows = []
     for b in batches:
@@ -114,36 +139,28 @@ def run(args) -> List[dict]:
         y = tasks.degrade(clean, op, sigma, torch.Generator().manual_seed(1))
         ref_out = None
         for mode in modes:
-            opts = MODES[mode]
+            opts = _options(mode, device)
             out = {}
 
-            def sample():
+            def sample(m=model, o=opts, key="x"):
                 with torch.no_grad():
-                    out["x"] = ddrm_sample(model, y, op, sigma, steps=args.steps, schedule=betas.float(),
-                                           noise="philox", generator=torch.Generator().manual_seed(2), **opts)
+                    out[key] = ddrm_sample(m, y, op, sigma, steps=args.steps, schedule=betas.float(),
+                                           noise="philox", generator=torch.Generator().manual_seed(2), **o)
 
-            def network():  # the same number of model calls in the mode's precision and layout, no DDRM update
-                from ..sampler import _network
-
-                net = _network(model, opts.get("model_dtype"), opts.get("channels_last", False),
-                               opts.get("compile", False), device)
-                x, t = torch.randn_like(clean), torch.full((b,), 500.0, device=device)
-                with torch.no_grad():
-                    for _ in range(args.steps):
-                        net(x, t)
-
+            null_opts = {k: v for k, v in opts.items() if k not in ("compile", "model_dtype", "channels_last")}
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            timer(sample)  # warm-up: compilation, autotuning, allocator
+            timer(sample)  # warm-up: compilation, graph capture, autotuning, allocator
             total = statistics.median(timer(sample) for _ in range(args.repeats))
             peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-            timer(network)
-            net_s = statistics.median(timer(network) for _ in range(args.repeats))
+            update = lambda: sample(null, null_opts, "null")  # noqa: E731
+            timer(update)
+            update_s = statistics.median(timer(update) for _ in range(args.repeats))
             x = out["x"]
             if mode == "reference":
                 ref_out = x
             rows.append({"batch": b, "mode": mode, "images_per_s": b / total, "ms_per_step": 1000 * total / args.steps,
-                         "network_share": min(1.0, net_s / total), "peak_mib": peak,
+                         "network_share": max(0.0, 1 - update_s / total), "peak_mib": peak,
                          "psnr_vs_reference": _psnr(x, ref_out) if ref_out is not None else float("nan"),
                          "psnr_vs_clean": _psnr(x, clean)})
             r = rows[-1]
