@@ -1,0 +1,38 @@
+"""The embedded model on a held-out photo: DDRM with it must beat the pseudo-inverse where the README says it does."""
+import pytest
+import torch
+
+from ddrm_fast import ddrm_sample, tasks
+from ddrm_fast.imageio import psnr_ssim
+from ddrm_fast.models import default_model
+from ddrm_fast.training import HELDOUT_PHOTOS, TRAIN_PHOTOS
+
+
+def test_heldout_photos_are_not_trained_on():
+    assert not set(HELDOUT_PHOTOS) & set(TRAIN_PHOTOS)
+    from safetensors import safe_open
+    import json
+
+    from ddrm_fast.models.loader import DEFAULT_MODEL
+
+    with safe_open(DEFAULT_MODEL, "pt") as f:
+        meta = json.loads(f.metadata()["ddrm_fast"])
+    assert set(meta["training"]["data"]) == set(TRAIN_PHOTOS) and meta["training"]["heldout"] == list(HELDOUT_PHOTOS)
+
+
+@pytest.mark.parametrize("task,sigma_y,margin", [("sr4", 0.05, 0.5), ("inp", 0.05, 5.0), ("deno", 0.05, 2.0),
+                                                 ("inp", 0.0, 5.0), ("sr4", 0.0, 0.5)])
+def test_ddrm_beats_the_pseudo_inverse_on_a_heldout_crop(task, sigma_y, margin):
+    from ddrm_fast.imageio import read_image
+    import os
+
+    img = read_image(os.path.join(os.path.dirname(__file__), "..", "..", "ddrm_fast", "data", "astronaut.png"))
+    clean = img[:, 32:128, 64:160]  # 96x96: the face and the suit
+    model, betas = default_model()
+    g = torch.Generator().manual_seed(0)
+    op = tasks.make_operator(task, clean.shape, generator=g)
+    y = tasks.degrade(clean[None], op, 2 * sigma_y, g)
+    with torch.no_grad():
+        x = ddrm_sample(model, y, op, 2 * sigma_y, steps=20, schedule=betas.float(), generator=g, backend="auto")
+    pinv, ddrm = psnr_ssim(op.H_pinv(y)[0], clean)[0], psnr_ssim(x[0], clean)[0]
+    assert ddrm > pinv + margin, (pinv, ddrm)
