@@ -112,6 +112,7 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         start = int(state["step"])
+        print(f"resuming from {state_path} at step {start}")
     gen = torch.Generator().manual_seed(seed + start)  # a resumed run continues with fresh, reproducible crops
     batches = random_crops(images, crop, batch_size, gen)
 

@@ -116,7 +116,9 @@ def test_train_writes_a_loadable_model_and_resumes(tmp_path, capsys):
     assert cli(args + ["--steps", "2"]) == 0
     model, betas = load(os.path.join(out, "model.safetensors"))
     assert model.config.model_channels == 32 and betas.numel() == 1000
+    capsys.readouterr()
     assert cli(args + ["--steps", "3"]) == 0  # picks up state.pt at step 2 and runs one more step
+    assert "at step 2" in capsys.readouterr().out
     steps = [r for r in open(os.path.join(out, "log.jsonl")).read().splitlines()]
     state = torch.load(os.path.join(out, "state.pt"), weights_only=True)
     assert state["step"] == 3 and len(steps) == 2

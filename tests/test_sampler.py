@@ -167,6 +167,17 @@ def test_network_options_keep_the_result():
     torch.testing.assert_close(run(compile=True), base, rtol=1e-4, atol=1e-4)
     low = run(model_dtype=torch.bfloat16)
     assert 0 < (low - base).abs().max() < 0.1
+    seen = []
+
+    class Probe(torch.nn.Module):  # records the layout the model is handed
+        def forward(self, x, t):
+            seen.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+            return model(x, t)
+
+    for flag in (True, False):
+        seen.clear()
+        ddrm_sample(Probe(), y, op, 0.1, steps=3, channels_last=flag)
+        assert len(seen) == 4 and all(v == flag for v in seen)  # steps=3 walks range(0, 1000, 333): 4 calls
     with pytest.raises(ValueError, match="model_dtype"):
         run(model_dtype=torch.int8)
     with pytest.raises(ValueError, match="nn.Module"):
