@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ddrm_fast import batch
 from ddrm_fast.imageio import write_png
-from ddrm_fast.models import default_model, load
+from ddrm_fast.cli.restore import load_model
 from ddrm_fast.training import HELDOUT_PHOTOS, TRAIN_PHOTOS, skimage_photos
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="Markdown file to append the table to (default: print only)")
     args = p.parse_args()
     device = torch.device(args.device)
-    model, betas = load(args.model, device=device) if args.model else default_model(device)
+    model, betas = load_model(args.model, device)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inp = os.path.join(tmp, "in")

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ddrm_fast import ddrm_sample, tasks
 from ddrm_fast.imageio import psnr_ssim, to_uint8
-from ddrm_fast.models import default_model, load
+from ddrm_fast.cli.restore import load_model
 from ddrm_fast.training import HELDOUT_PHOTOS, skimage_photos
 
 TASKS = ("deno", "inp", "sr4", "color", "deblur_uni")
@@ -44,7 +44,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = p.parse_args()
-    model, betas = load(args.model) if args.model else default_model()
+    model, betas = load_model(args.model, "cpu")
     os.makedirs(args.out, exist_ok=True)
     rows, figure = [], {}
     t_all = time.perf_counter()
@@ -66,7 +66,7 @@ def main() -> None:
                 print(f"{name:10s} {task:11s} sigma_y={sigma_y:4.2f}  pinv {pp:6.2f} dB {ps:.3f}   "
                       f"DDRM {dp:6.2f} dB {ds:.3f}   {seconds:5.1f} s", flush=True)
                 if name == HELDOUT_PHOTOS[0] and sigma_y == SIGMAS[-1]:
-                    view = y[0] if task != "color" else (y[0] / op.weights.sum()).expand(3, -1, -1)
+                    view = tasks.measurement_view(task, op, y[0], pinv)
                     if task == "sr4":
                         view = F.interpolate(view[None], scale_factor=4, mode="nearest")[0]
                     figure[task] = [clean, view, pinv, x]

@@ -27,7 +27,7 @@ import torch
 
 from . import operators as O
 from . import tasks
-from .imageio import psnr_ssim, read_image, write_png
+from .imageio import psnr_ssim, read_image, read_mask, write_png
 from .sampler import ddrm_sample
 
 __all__ = ["Item", "plan", "read_manifest", "restore_dir", "default_seed", "IMAGE_EXTENSIONS"]
@@ -185,10 +185,7 @@ class _Batches(torch.utils.data.Dataset):
             raise ValueError(f"size {w}x{h}: the model needs sides that are multiples of {self.divisor}")
         mask = None
         if it.mask is not None and it.task == "inp":
-            m = read_image(it.mask, ("L", "1", "RGB"), what="mask")
-            if m.shape[-2:] != (h, w):
-                raise ValueError(f"mask {os.path.basename(it.mask)} is {m.shape[2]}x{m.shape[1]}, the image {w}x{h}")
-            mask = (m.amax(0) > -1).float()
+            mask = read_mask(it.mask, (h, w))
         elif self.observed and it.task == "inp":
             raise ValueError("an observed inpainting input needs its mask (--masks-dir)")
         noise = None
@@ -223,11 +220,8 @@ def _measure(it: Item, data: dict, observed: bool):
         except RuntimeError:
             raise ValueError(f"noise map of shape {tuple(data['noise'].shape)} does not fit y's shape "
                              f"{op.y_shape}") from None
-    if y is None:
-        yc = op.H(clean[None])
-        y = yc + sigma * torch.randn(yc.shape, generator=g)
-        if getattr(op, "observed", None) is not None:
-            y = y * op.observed.reshape(-1, *yc.shape[1:])
+    if y is None:  # the same draws as the one-image command: a given seed gives the same restoration
+        y = tasks.degrade(clean[None], op, float(sigma) if sigma.dim() == 0 else sigma, g)
     return op, y, sigma, clean, g.get_state()
 
 

@@ -7,7 +7,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["read_image", "to_uint8", "write_png", "psnr_ssim"]
+__all__ = ["read_image", "read_mask", "to_uint8", "write_png", "psnr_ssim"]
 
 
 def read_image(path: str, modes: Sequence[str] = ("RGB",), what: str = "input") -> torch.Tensor:
@@ -31,6 +31,18 @@ def read_image(path: str, modes: Sequence[str] = ("RGB",), what: str = "input") 
         raise ValueError(f"{what} {path}: not a readable image ({exc})") from None
     a = a[..., None] if a.ndim == 2 else a
     return torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 127.5 - 1
+
+
+def read_mask(path: str, size: Tuple[int, int]) -> torch.Tensor:
+    """An inpainting mask file as float32 (H, W): 1 where any channel is nonzero (observed), else 0.
+
+    ``size`` is the image's (H, W); a mask of another size is a ValueError naming both.
+    """
+    m = read_image(path, ("L", "1", "RGB"), what="mask")
+    if tuple(m.shape[-2:]) != tuple(size):
+        raise ValueError(f"mask {path}: size {m.shape[2]}x{m.shape[1]} does not match the image's "
+                         f"{size[1]}x{size[0]}")
+    return (m.amax(0) > -1).float()
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -7,13 +7,13 @@ Images are (C, H, W) in [-1, 1]; a noise level ``sigma`` in [0, 1] pixel units i
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 
 from . import operators as O
 
-__all__ = ["TASKS", "make_operator", "degrade", "measurement_from_observed", "task_divisor"]
+__all__ = ["TASKS", "make_operator", "degrade", "measurement_from_observed", "measurement_view", "task_divisor"]
 
 TASKS = ("deno", "inp", "sr2", "sr4", "color", "deblur_uni", "deblur_gauss", "sr_bicubic4", "cs4")
 
@@ -69,14 +69,15 @@ def make_operator(task: str, image_shape: Sequence[int], mask: Optional[torch.Te
     return O.WalshHadamardCS(4, shape)
 
 
-def degrade(x: torch.Tensor, operator: O.LinearOperator, sigma: float,
+def degrade(x: torch.Tensor, operator: O.LinearOperator, sigma: Union[float, torch.Tensor],
             generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """y = H x + sigma z for a batch x (B, C, H, W) in [-1, 1]; ``sigma`` in [-1, 1] units."""
+    """y = H x + sigma z for a batch x (B, C, H, W) in [-1, 1]; ``sigma`` in [-1, 1] units: a float, or a tensor
+    broadcastable to y (a per-pixel noise map). Unmeasured entries of y stay zero, as H leaves them."""
     y = operator.H(x)
-    if sigma > 0:
+    if isinstance(sigma, torch.Tensor) or sigma > 0:
         y = y + sigma * torch.randn(y.shape, generator=generator).to(y.device)
         observed = getattr(operator, "observed", None)
-        if observed is not None:  # unmeasured entries stay zero, as H leaves them
+        if observed is not None:
             y = y * observed.reshape(-1, *y.shape[1:]).to(y.dtype)
     return y
 
@@ -102,3 +103,13 @@ def measurement_from_observed(task: str, observed: torch.Tensor, mask: Optional[
         op = make_operator(task, (c, h, w), mask)
         return op, op.H(observed[None])
     return make_operator(task, (c, h, w)), observed[None]
+
+
+def measurement_view(task: str, operator: O.LinearOperator, y: torch.Tensor, pinv: torch.Tensor) -> torch.Tensor:
+    """The measurement of one image (y without its batch dimension) as a picture: y itself where it is an image
+    (noisy, masked with zeros where missing, low-res, blurred), the gray image for color, else the pseudo-inverse."""
+    if task in ("deno", "inp", "sr2", "sr4", "sr_bicubic4", "deblur_uni", "deblur_gauss"):
+        return y
+    if task == "color":
+        return (y / operator.weights.sum()).expand(3, -1, -1)
+    return pinv

@@ -216,3 +216,16 @@ def test_torchrun_two_processes_shard_the_job(tmp_path):
     for i in range(5):
         a, b = _pixels(tmp_path / "dist" / f"img{i}.png"), _pixels(tmp_path / "single" / f"img{i}.png")
         assert np.abs(a - b).max() <= 1
+
+
+def test_a_folder_job_equals_the_one_image_command_with_the_same_seed(tmp_path):
+    inp = _dataset(tmp_path / "in", n=3)
+    model = _tiny_model(tmp_path)
+    common = ["--task", "inp", "--steps", "4", "--no-progress", "--model", model]
+    assert cli(["restore", "--input-dir", str(inp), "-o", str(tmp_path / "dir"), "--batch-size", "3",
+                "--num-workers", "0"] + common) == 0
+    seed = str(batch.default_seed("img2.png"))
+    assert cli(["restore", str(inp / "img2.png"), "-o", str(tmp_path / "one"), "--seed", seed] + common) == 0
+    a = _pixels(tmp_path / "dir" / "img2.png")
+    b = _pixels(tmp_path / "one" / "img2_inp_restored.png")
+    assert np.abs(a - b).max() <= 1

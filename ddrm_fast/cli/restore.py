@@ -9,7 +9,7 @@ from typing import Dict, Optional
 import torch
 
 from .. import tasks
-from ..imageio import psnr_ssim, read_image, write_png
+from ..imageio import psnr_ssim, read_image, read_mask, write_png
 from ..sampler import BACKENDS, ddrm_sample
 
 
@@ -40,29 +40,22 @@ def add_parser(sub) -> None:
     b.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding images")
 
 
-def _read_mask(path: Optional[str], shape) -> Optional[torch.Tensor]:
-    if path is None:
-        return None
-    m = read_image(path, ("L", "1", "RGB"), what="mask")
-    if m.shape[-2:] != tuple(shape[-2:]):
-        raise ValueError(f"mask {path}: size {m.shape[2]}x{m.shape[1]} does not match the image's "
-                         f"{shape[-1]}x{shape[-2]}")
-    return (m.amax(0) > -1).float()  # any nonzero pixel value is observed
+def load_model(path, device):
+    """The user's checkpoint, or the embedded model when ``path`` is None: (model, betas)."""
+    from ..models import default_model, load
+
+    return load(path, device=device) if path else default_model(device)
 
 
 def restore(args) -> Dict[str, object]:
     """Everything the command computes, before anything is written: the images to save and the scores."""
-    from ..models import default_model, load
-
-    if not 0 <= args.sigma_y <= 1:
-        raise ValueError(f"--sigma-y must lie in [0, 1] (pixel units), got {args.sigma_y}")
     if args.mask is not None and args.task != "inp":
         raise ValueError(f"--mask is for --task inp, not {args.task}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # the input first: a bad image fails fast, before the model is loaded
     modes = ("L", "RGB") if args.observed and args.task == "color" else ("RGB",)
     image = read_image(args.input, modes)
-    mask = _read_mask(args.mask, image.shape)
+    mask = None if args.mask is None else read_mask(args.mask, image.shape[-2:])
     g = torch.Generator().manual_seed(args.seed)
     sigma = 2 * args.sigma_y  # [0, 1] pixel units -> [-1, 1] image units
     if args.observed:
@@ -72,7 +65,7 @@ def restore(args) -> Dict[str, object]:
         op = tasks.make_operator(args.task, image.shape, mask, generator=g)
         clean = image[None]
         y = tasks.degrade(clean, op, sigma, g)
-    model, betas = (load(args.model, device=device) if args.model else default_model(device))
+    model, betas = load_model(args.model, device)
     divisor = getattr(model, "divisor", 1)
     _, h, w = op.image_shape
     if h % divisor or w % divisor:
@@ -85,24 +78,17 @@ def restore(args) -> Dict[str, object]:
     out = {"restored": x[0].cpu(), "seconds": seconds, "clean": clean}
     if clean is not None:
         pinv = op.H_pinv(y)[0]
-        out["degraded"] = _view(args.task, op, y, pinv)
+        out["degraded"] = tasks.measurement_view(args.task, op, y[0], pinv)
         out["pinv"] = pinv
         out["scores"] = {"pinv": psnr_ssim(pinv, clean[0]), "ddrm": psnr_ssim(x[0].cpu(), clean[0])}
     return out
 
 
-def _view(task: str, op, y: torch.Tensor, pinv: torch.Tensor) -> torch.Tensor:
-    """The degraded input as a picture: y itself where it is an image, else its pseudo-inverse view."""
-    if task in ("deno", "inp", "sr2", "sr4", "sr_bicubic4", "deblur_uni", "deblur_gauss"):
-        return y[0]  # for inp: the masked image, zeros (mid-gray) where missing
-    if task == "color":
-        return (y[0] / op.weights.sum()).expand(3, -1, -1)
-    return pinv
-
-
 def main(args) -> int:
     if (args.input is None) == (args.input_dir is None):
         raise ValueError("give either INPUT (one image) or --input-dir (a folder)")
+    if not 0 <= args.sigma_y <= 1:
+        raise ValueError(f"--sigma-y must lie in [0, 1] (pixel units), got {args.sigma_y}")
     if args.input_dir is not None:
         from .restore_dir import main as restore_dir_main
 

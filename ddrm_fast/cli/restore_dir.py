@@ -22,10 +22,8 @@ def _distributed():
 
 
 def main(args) -> int:
-    from ..models import default_model, load
+    from .restore import load_model
 
-    if not 0 <= args.sigma_y <= 1:
-        raise ValueError(f"--sigma-y must lie in [0, 1] (pixel units), got {args.sigma_y}")
     if args.mask is not None:
         raise ValueError("--mask is for one image; give --masks-dir with --input-dir")
     rank, world, local = _distributed()
@@ -38,7 +36,7 @@ def main(args) -> int:
             device = torch.device("cpu")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        model, betas = load(args.model, device=device) if args.model else default_model(device)
+        model, betas = load_model(args.model, device)
         if rank == 0:
             batch.clean_partial(args.out)  # temporary files of a killed run
         if world > 1:
