@@ -141,3 +141,18 @@ def test_bench_runs_every_mode_on_the_cpu_and_checks_quality(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["bench", "--modes", "reference,warp"]) == 2
     assert "unknown warp" in capsys.readouterr().err
+
+
+def test_class_conditional_models_need_a_label(small_png, tmp_path, capsys):
+    from ddrm_fast.models import ADMUNet, save
+
+    torch.manual_seed(0)
+    cond = tmp_path / "cond.safetensors"
+    save(ADMUNet(dict(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(), num_classes=3)),
+         cond, torch.linspace(1e-4, 0.02, 1000))
+    _fails(["restore", small_png, "--task", "deno", "--model", str(cond)], tmp_path, capsys, "give --class-label")
+    _fails(["restore", small_png, "--task", "deno", "--model", str(cond), "--class-label", "3"], tmp_path, capsys,
+           "class label must lie in 0..2")
+    _fails(["restore", small_png, "--task", "deno", "--class-label", "1"], tmp_path, capsys, "not")
+    assert cli(["restore", small_png, "--task", "deno", "--model", str(cond), "--class-label", "2", "--steps", "2",
+                "-o", str(tmp_path / "o"), "--no-progress"]) == 0

@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eta-b", type=float, default=1.0)
     p.add_argument("--mask", help="inpainting mask PNG of the image's size: white (nonzero) = observed pixels")
     p.add_argument("--model", help="checkpoint file or diffusers folder (default: the embedded model)")
+    p.add_argument("--class-label", type=int, default=None, help="the class for a class-conditional model")
     p.add_argument("--observed", action="store_true", help="INPUT is the measurement, not a clean image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
@@ -40,11 +41,18 @@ def add_parser(sub) -> None:
     b.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding images")
 
 
-def load_model(path, device):
-    """The user's checkpoint, or the embedded model when ``path`` is None: (model, betas)."""
-    from ..models import default_model, load
+def load_model(path, device, class_label: Optional[int] = None):
+    """The user's checkpoint, or the embedded model when ``path`` is None: (model, betas). A class-conditional
+    ADM needs ``class_label`` and is bound to it."""
+    from ..models import ADMUNet, ClassConditional, default_model, load
 
-    return load(path, device=device) if path else default_model(device)
+    model, betas = load(path, device=device) if path else default_model(device)
+    conditional = isinstance(model, ADMUNet) and model.config.num_classes is not None
+    if conditional and class_label is None:
+        raise ValueError(f"{path} is class-conditional ({model.config.num_classes} classes): give --class-label")
+    if class_label is not None and not conditional:
+        raise ValueError("--class-label is for class-conditional models; this one is not")
+    return (ClassConditional(model, class_label) if conditional else model), betas
 
 
 def restore(args) -> Dict[str, object]:
@@ -65,7 +73,7 @@ def restore(args) -> Dict[str, object]:
         op = tasks.make_operator(args.task, image.shape, mask, generator=g)
         clean = image[None]
         y = tasks.degrade(clean, op, sigma, g)
-    model, betas = load_model(args.model, device)
+    model, betas = load_model(args.model, device, args.class_label)
     divisor = getattr(model, "divisor", 1)
     _, h, w = op.image_shape
     if h % divisor or w % divisor:

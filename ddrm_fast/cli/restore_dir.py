@@ -36,7 +36,7 @@ def main(args) -> int:
             device = torch.device("cpu")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        model, betas = load_model(args.model, device)
+        model, betas = load_model(args.model, device, args.class_label)
         if rank == 0:
             batch.clean_partial(args.out)  # temporary files of a killed run
         if world > 1:

@@ -5,10 +5,10 @@
 - :func:`load` reads the user's checkpoint (or a diffusers folder) and returns ``(model, betas)``;
   :func:`default_model` is the small model embedded in the package.
 """
-from .adm import ADM_PRESETS, ADMConfig, ADMUNet
+from .adm import ADM_PRESETS, ADMConfig, ADMUNet, ClassConditional
 from .analytic import GaussianPriorEps
 from .ddpm import DDPM_PRESETS, DDPMConfig, DDPMUNet
 from .loader import CheckpointError, Loaded, default_model, load, save
 
-__all__ = ["ADMUNet", "ADMConfig", "ADM_PRESETS", "DDPMUNet", "DDPMConfig", "DDPM_PRESETS", "GaussianPriorEps",
+__all__ = ["ADMUNet", "ClassConditional", "ADMConfig", "ADM_PRESETS", "DDPMUNet", "DDPMConfig", "DDPM_PRESETS", "GaussianPriorEps",
            "load", "save", "default_model", "Loaded", "CheckpointError"]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ADMConfig", "ADMUNet", "ADM_PRESETS", "timestep_embedding"]
+__all__ = ["ADMConfig", "ADMUNet", "ADM_PRESETS", "ClassConditional", "timestep_embedding"]
 
 
 @dataclass
@@ -324,3 +324,19 @@ class ADMUNet(nn.Module):
         for block in self.output_blocks:
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
         return self.out(h.to(x.dtype))
+
+
+class ClassConditional(nn.Module):
+    """A class-conditional ADM as ``model(x_t, t) -> eps`` for one class label, for the samplers."""
+
+    def __init__(self, model: ADMUNet, label: int):
+        super().__init__()
+        classes = model.config.num_classes
+        if classes is None:
+            raise ValueError("the model is not class-conditional")
+        if not 0 <= int(label) < classes:
+            raise ValueError(f"class label must lie in 0..{classes - 1}, got {label}")
+        self.model, self.label, self.divisor = model, int(label), model.divisor
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.model(x, t, torch.full((x.shape[0],), self.label, device=x.device, dtype=torch.long))
