@@ -218,7 +218,8 @@ def _network(model: Model, dtype: Optional[torch.dtype], channels_last: bool, co
             x = x.contiguous(memory_format=torch.channels_last)
         if dtype in (None, torch.float32):
             return model(x, t)
-        with torch.autocast(device.type, dtype=dtype):
+        # no weight-cast cache: each call is its own autocast region anyway, and CUDA graph capture forbids it
+        with torch.autocast(device.type, dtype=dtype, cache_enabled=False):
             return model(x, t)
 
     return net
