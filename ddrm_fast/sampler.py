@@ -329,7 +329,9 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             and no host work per step. The first call with a given model, operator, batch shape and settings
             captures (after two warm-up runs); later calls copy their measurements, sigma_y and noise into the
             captured buffers and replay. Results equal eager mode given the same noise. Needs CUDA tensors and a
-            capturable model; no ``callback`` or ``progress``. :func:`clear_graphs` frees the graphs.
+            capturable model; no ``callback`` or ``progress``. :func:`clear_graphs` frees the graphs. With
+            ``noise="torch"``/``"compat"`` every step's noise is drawn before the replay (one image-sized buffer
+            per step and sample); ``noise="philox"`` is generated inside the fused kernels and needs none.
     """
     # --- checks: everything a bad argument can break is tested before any work --------------------------------------
     if not isinstance(operator, LinearOperator):
