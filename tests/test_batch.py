@@ -26,7 +26,8 @@ def _dataset(folder, n=5, size=32):
     folder.mkdir(exist_ok=True)
     im = Image.open(EXAMPLE)
     for i in range(n):
-        im.crop((i * 37, 16 + i * 9, i * 37 + size, 16 + i * 9 + size)).save(folder / f"img{i}.png")
+        left, top = (i * 37) % (256 - size), (16 + i * 9) % (256 - size)  # different parts of the 256x256 photo
+        im.crop((left, top, left + size, top + size)).save(folder / f"img{i}.png")
     return folder
 
 
@@ -176,13 +177,13 @@ def _cmd(inp, out, model, *extra):
 
 @pytest.mark.parametrize("kill_after", [1, 4])
 def test_sigkill_then_rerun_completes_every_image_once(tmp_path, kill_after):
-    inp = _dataset(tmp_path / "in", n=8)
+    inp = _dataset(tmp_path / "in", n=12)
     out = tmp_path / "out"
     model = _tiny_model(tmp_path)
     proc = subprocess.Popen(_cmd(inp, out, model), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        done = [n for n in os.listdir(out) if n.startswith("img") and n.endswith(".png")] if out.exists() else []
+        done = [n for n in os.listdir(out) if n.startswith("img") and ".tmp" not in n] if out.exists() else []
         if len(done) >= kill_after:
             break
         time.sleep(0.01)
@@ -190,12 +191,12 @@ def test_sigkill_then_rerun_completes_every_image_once(tmp_path, kill_after):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     subprocess.run(_cmd(inp, out, model), check=True, capture_output=True)
-    assert 0 < json.load(open(out / "summary.json"))["restored_this_run"] < 8  # the rerun did only the rest
+    assert 0 < json.load(open(out / "summary.json"))["restored_this_run"] < 12  # the rerun did only the rest
     names = sorted(os.listdir(out))
-    assert names == [f"img{i}.png" for i in range(8)] + ["report.jsonl", "summary.json"]  # no temporaries left
+    assert names == sorted([f"img{i}.png" for i in range(12)] + ["report.jsonl", "summary.json"])  # no temporaries left
     ok = [r["name"] for r in _report(out) if r["status"] == "ok"]
-    assert sorted(ok) == [f"img{i}.png" for i in range(8)]  # each image reported exactly once
-    assert json.load(open(out / "summary.json"))["images"] == 8
+    assert sorted(ok) == sorted(f"img{i}.png" for i in range(12))  # each image reported exactly once
+    assert json.load(open(out / "summary.json"))["images"] == 12
 
 
 def test_torchrun_two_processes_shard_the_job(tmp_path):
