@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._config import resolve_config
+
 __all__ = ["ADMConfig", "ADMUNet", "ADM_PRESETS", "ClassConditional", "timestep_embedding"]
 
 
@@ -229,13 +231,7 @@ class ADMUNet(nn.Module):
 
     def __init__(self, config="imagenet256", **overrides):
         super().__init__()
-        if isinstance(config, str):
-            if config not in ADM_PRESETS:
-                raise ValueError(f"config: unknown ADM preset {config!r}; known: {sorted(ADM_PRESETS)}")
-            config = ADM_PRESETS[config].to_dict()
-        elif isinstance(config, ADMConfig):
-            config = config.to_dict()
-        cfg = ADMConfig(**{**dict(config), **overrides})
+        cfg = resolve_config(ADMConfig, ADM_PRESETS, config, overrides)
         self.config = cfg
         self.dtype = torch.float32  # of the torso (input, middle and output blocks)
         mc, emb_dim = cfg.model_channels, 4 * cfg.model_channels

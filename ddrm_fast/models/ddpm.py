@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._config import resolve_config
+
 __all__ = ["DDPMConfig", "DDPMUNet", "DDPM_PRESETS", "ddpm_timestep_embedding"]
 
 
@@ -142,13 +144,7 @@ class DDPMUNet(nn.Module):
 
     def __init__(self, config="celeba_hq", **overrides):
         super().__init__()
-        if isinstance(config, str):
-            if config not in DDPM_PRESETS:
-                raise ValueError(f"config: unknown DDPM preset {config!r}; known: {sorted(DDPM_PRESETS)}")
-            config = DDPM_PRESETS[config].to_dict()
-        elif isinstance(config, DDPMConfig):
-            config = config.to_dict()
-        cfg = DDPMConfig(**{**dict(config), **overrides})
+        cfg = resolve_config(DDPMConfig, DDPM_PRESETS, config, overrides)
         self.config = cfg
         ch, temb_ch, levels = cfg.ch, 4 * cfg.ch, len(cfg.ch_mult)
         attn_levels = cfg.attn_levels()

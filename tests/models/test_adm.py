@@ -117,3 +117,12 @@ def test_class_labels_exactly_when_conditional():
         _small()(x, t, torch.tensor([0]))
     with torch.no_grad():
         assert not torch.equal(cond(x, t, torch.tensor([0])), cond(x, t, torch.tensor([2])))
+
+
+def test_config_errors_name_the_field_or_preset():
+    with pytest.raises(ValueError, match=r"unknown ADMConfig fields \['heads'\]"):
+        ADMUNet(dict(model_channels=32), heads=2)
+    with pytest.raises(ValueError, match="unknown preset 'imagenet512'"):
+        ADMUNet("imagenet512")
+    with torch.device("meta"):
+        assert ADMUNet("ffhq256", num_res_blocks=2).config.num_res_blocks == 2  # presets take overrides
