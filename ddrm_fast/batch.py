@@ -269,7 +269,7 @@ class _Job:
         """Sample one group of measured items [(item, op, y, sigma, clean, gen_state)], splitting on OOM."""
         try:
             t0 = time.perf_counter()
-            op = _batch_operator(group[0][0].task, [g[1] for g in group])
+            op = _batch_operator(group[0][0].task, [g[1] for g in group]).to(self.device)  # measured on the CPU
             y = torch.cat([g[2] for g in group]).to(self.device)
             sig = [g[3] for g in group]
             if all(s.dim() == 0 for s in sig):

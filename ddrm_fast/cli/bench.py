@@ -135,7 +135,7 @@ def run(args) -> List[dict]:
     rows = []
     for b in batches:
         clean = _clean_batch(b, size).to(device)
-        op = tasks.make_operator(args.task, clean.shape[1:], generator=torch.Generator().manual_seed(0))
+        op = tasks.make_operator(args.task, clean.shape[1:], generator=torch.Generator().manual_seed(0)).to(device)
         y = tasks.degrade(clean, op, sigma, torch.Generator().manual_seed(1))
         ref_out = None
         for mode in modes:

@@ -78,17 +78,20 @@ def restore(args) -> Dict[str, object]:
     _, h, w = op.image_shape
     if h % divisor or w % divisor:
         raise ValueError(f"image size {w}x{h}: this model needs sides that are multiples of {divisor}")
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        x = ddrm_sample(model, y.to(device), op, sigma, steps=args.steps, eta=args.eta, eta_b=args.eta_b,
-                        schedule=betas.float(), generator=g, backend=args.backend, progress=not args.no_progress)
-    seconds = time.perf_counter() - t0
-    out = {"restored": x[0].cpu(), "seconds": seconds, "clean": clean}
-    if clean is not None:
+    out = {"clean": clean}
+    if clean is not None:  # the baseline and the picture of y, on the CPU before the operator moves
         pinv = op.H_pinv(y)[0]
         out["degraded"] = tasks.measurement_view(args.task, op, y[0], pinv)
         out["pinv"] = pinv
-        out["scores"] = {"pinv": psnr_ssim(pinv, clean[0]), "ddrm": psnr_ssim(x[0].cpu(), clean[0])}
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        x = ddrm_sample(model, y.to(device), op.to(device), sigma, steps=args.steps, eta=args.eta,
+                        eta_b=args.eta_b, schedule=betas.float(), generator=g, backend=args.backend,
+                        progress=not args.no_progress)
+    out["seconds"] = time.perf_counter() - t0
+    out["restored"] = x[0].cpu()
+    if clean is not None:
+        out["scores"] = {"pinv": psnr_ssim(out["pinv"], clean[0]), "ddrm": psnr_ssim(out["restored"], clean[0])}
     return out
 
 

@@ -102,7 +102,7 @@ def test_cuda_graph_replays_equal_eager(backend, noise):
                          out_channels=6, use_scale_shift_norm=True, resblock_updown=True)).cuda().eval()
     with torch.no_grad():
         model.out[-1].weight.normal_(0, 0.05)
-    op = O.Inpaint((torch.rand(3, 1, 16, 16) > 0.5).float().cuda(), channels=3)
+    op = O.Inpaint((torch.rand(3, 1, 16, 16) > 0.5).float(), channels=3).to("cuda")
     sampler.clear_graphs()
     for i in range(3):
         y = op.H(torch.rand(3, 3, 16, 16, device="cuda") * 2 - 1)
