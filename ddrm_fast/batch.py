@@ -319,7 +319,7 @@ def _identity(batch):
 
 
 def _batches(items: List[Item], batch_size: int) -> List[List[Item]]:
-    """Items grouped by (task, size, has-noise-map) in name order, cut into batches of at most batch_size."""
+    """Items grouped by (task, size) in name order, cut into batches of at most batch_size."""
     groups: Dict[tuple, List[Item]] = {}
     for it in items:
         groups.setdefault((it.task, it.size), []).append(it)
@@ -390,13 +390,9 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
                     measured.append((it,) + _measure(it, data, observed))
                 except ValueError as exc:
                     job.fail(it, str(exc))
-            # one sampler call per operator shape (a batch shares its task and input size, so normally one);
-            # scalar noise levels and per-pixel maps mix: the scalars are broadcast to maps
-            by_shape: Dict[tuple, list] = {}
-            for m in measured:
-                by_shape.setdefault(m[1].image_shape, []).append(m)
-            for group in by_shape.values():
-                job.run(group)
+            # one sampler call: a batch shares its task and size; scalar noise levels are broadcast to any maps
+            if measured:
+                job.run(measured)
             bar.update(len(loaded))
         bar.close()
     stats = dict(job.stats, load_s=load_s, seconds=time.perf_counter() - t_start, todo=len(todo))

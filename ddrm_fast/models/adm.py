@@ -11,7 +11,7 @@ The network is fully convolutional apart from attention, which is global and siz
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
