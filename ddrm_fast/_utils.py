@@ -14,7 +14,8 @@ def randn(shape: Sequence[int], generator: Generator = None, *, like: Optional[t
 
     ``generator`` is None (torch's global generator), one ``torch.Generator``, or a sequence with one generator per
     sample (``shape[0]`` of them): then sample i's noise comes from its own stream alone, so it does not depend on
-    the batch it sits in. Noise is drawn on the generator's device and moved, so a CPU generator serves CUDA data.
+    the batch it sits in. Noise is drawn on the generator's device and moved, so a CPU generator serves CUDA data
+    (through pinned memory, a queued copy: the host never waits for the device).
     """
     if like is not None:
         device = like.device if device is None else device
@@ -24,11 +25,21 @@ def randn(shape: Sequence[int], generator: Generator = None, *, like: Optional[t
     if generator is None:
         return torch.randn(shape, device=device, dtype=dtype)
     if isinstance(generator, torch.Generator):
-        return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+        return _move(torch.randn(shape, generator=generator, device=generator.device, dtype=dtype), device)
     gens = list(generator)
     if len(gens) != shape[0]:
         raise ValueError(f"generator: got {len(gens)} per-sample generators for a batch of {shape[0]}")
-    return torch.stack([torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens]).to(device)
+    return _move(torch.stack([torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in gens]), device)
+
+
+def _move(t: torch.Tensor, device) -> torch.Tensor:
+    """``t`` on ``device``; host noise goes to a GPU through pinned memory without blocking (a pageable copy would
+    make the host wait for all queued device work, every step)."""
+    if device is None or t.device == torch.device(device):
+        return t
+    if t.device.type == "cpu" and torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def progress_bar(it: Iterable, enabled: bool, desc: str):

@@ -417,9 +417,8 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             return group(x, eps, yv, k, obs, sy, cf, operator.group_shape, et, eb, z=z, seeds=source.seeds,
                          offset=offset)[0]
 
-        zeros = torch.zeros(image, device=device)
-
-        def initial(z):
+        def initial(z):  # x_t and eps are zero: their buffer lives for this call only
+            zeros = torch.zeros(image, device=device)
             return step(zeros, zeros, z, init_coef, 1.0, 1.0, INIT_OFFSET)
     else:
         spectral = reference.spectral_step if backend == "reference" else _kernels(backend)[0]
@@ -430,19 +429,21 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             return operator.V(spectral(operator.Vt(x), operator.Vt(eps.float()), to_spec(z), yv, s, sy, cf, et,
                                        eb)[0]).reshape(image)
 
-        zeros = torch.zeros(batch, n, device=device)
-
         def initial(z):
+            zeros = torch.zeros(batch, n, device=device)
             return operator.V(spectral(zeros, zeros, to_spec(z), yv, s, sy, init_coef, 1.0, 1.0)[0]).reshape(image)
 
     def loop(z_init, noise_at: Callable[[int], Optional[torch.Tensor]]) -> torch.Tensor:
+        # only x_t lives across the model call; x_t, eps and x_{t'} (and drawn noise) across the step
         x = initial(z_init)
         for i in progress_bar(range(len(rev)), progress, "ddrm"):
             eps = take_eps(net(x, ts[i].expand(batch)), c)
-            x_prev, x = x, step(x, eps, noise_at(i), coef[i], eta, eta_b, i)
+            x_next = step(x, eps, noise_at(i), coef[i], eta, eta_b, i)
             if callback is not None:
-                callback({"i": i, "t": rev[i], "t_next": rev_next[i], "x": x,
-                          "x0": (x_prev - coef[i, 1] * eps.float()) / coef[i, 0]})
+                callback({"i": i, "t": rev[i], "t_next": rev_next[i], "x": x_next,
+                          "x0": (x - coef[i, 1] * eps.float()) / coef[i, 0]})
+            x = x_next
+            del eps, x_next
         return x
 
     if not cuda_graph:

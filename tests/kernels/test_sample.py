@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ddrm_fast import ddrm_sample, operators as O
 from ddrm_fast.models import GaussianPriorEps
@@ -114,3 +115,105 @@ def test_cuda_graph_replays_equal_eager(backend, noise):
         torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-4)
     assert len(sampler._GRAPHS.entries) == 1
     sampler.clear_graphs()
+
+
+# --- the loop never waits for the host ----------------------------------------------------------------------------
+class _HostWaits(TorchDispatchMode):
+    """Records, once armed, every op that makes the host wait for the device: a value read back (item, bool(...)),
+    an output shape that depends on the data (nonzero, boolean-mask indexing), or a copy between host and device."""
+
+    def __init__(self):
+        super().__init__()
+        self.armed, self.found = False, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.armed and _waits_for_host(func, args, kwargs):
+            self.found.append(str(func))
+        return func(*args, **kwargs)
+
+
+def _waits_for_host(func, args, kwargs) -> bool:
+    if torch.Tag.data_dependent_output in func.tags:
+        return True
+    if torch.Tag.dynamic_output_shape in func.tags:
+        if func is torch.ops.aten.index.Tensor:  # integer gathers are fine; a boolean mask needs its count
+            return any(i is not None and i.dtype == torch.bool for i in args[1])
+        return True
+    if func is torch.ops.aten._to_copy.default:
+        src, dst = args[0], kwargs.get("device", args[0].device)
+    elif func is torch.ops.aten.copy_.default:
+        src, dst = args[1], args[0].device
+    else:
+        return False
+    if src.device.type == dst.type:
+        return False
+    # only a queued copy from pinned host memory to the device leaves the host free
+    return not (src.device.type == "cpu" and src.is_pinned() and kwargs.get("non_blocking", len(args) > 2 and args[2]))
+
+
+def _loop_host_waits(model, *args, **kwargs):
+    """The host waits of ddrm_sample's loop: from the first model call (set-up checks may read values) to the end."""
+    mode = _HostWaits()
+
+    def armed_model(x, t):
+        mode.armed = True
+        return model(x, t)
+
+    with mode:
+        ddrm_sample(armed_model, *args, **kwargs)
+    return mode.found
+
+
+_SYNC_BACKENDS = ([] if INTERPRET else [("reference", "cpu")] + ([("reference", "cuda")] if torch.cuda.is_available()
+                                                                   else [])) + BACKENDS
+
+
+@pytest.mark.parametrize("backend,device", _SYNC_BACKENDS)
+@pytest.mark.parametrize("noise", ["torch", "philox", "compat"])
+@pytest.mark.parametrize("kind", ["sr2", "inpaint", "color", "blur"])
+def test_loop_never_waits_for_host(backend, device, noise, kind):
+    # per-sample masks and sigma_y: the inputs that would tempt a loop into boolean indexing or .item()
+    op = {"sr2": lambda: O.SuperRes(2, (3, 8, 8)), "color": lambda: O.Colorize((3, 8, 8)),
+          "inpaint": lambda: O.Inpaint((torch.rand(2, 1, 8, 8) > 0.5).float(), channels=3),
+          "blur": lambda: O.Blur([0.2, 0.6, 0.2], (3, 8, 8))}[kind]().to(device)
+    y = op.H(0.5 * torch.randn(2, 3, 8, 8, device=device))
+    if noise == "compat":
+        if kind in ("inpaint", "blur"):
+            pytest.skip("noise='compat' needs an operator of the original code with one mask for the batch")
+        sigma = 0.1
+    else:
+        sigma = torch.tensor([0.02, 0.2], device=device)
+    gen = torch.Generator(device).manual_seed(0)  # noise drawn where the data is: no host-to-device copies
+    found = _loop_host_waits(GaussianPriorEps(std=0.5).to(device), y, op, sigma, steps=4, noise=noise,
+                             backend=backend, generator=gen)
+    assert found == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-to-device noise needs a GPU")
+@pytest.mark.parametrize("noise", ["torch", "compat"])
+def test_cpu_generators_on_cuda_never_wait(noise):
+    # CPU generators (the original's seeds, per-image streams) serve CUDA data through queued pinned copies
+    op = O.SuperRes(2, (3, 8, 8)).to("cuda")
+    y = op.H(0.5 * torch.randn(2, 3, 8, 8, device="cuda"))
+    gens = torch.Generator().manual_seed(0) if noise == "compat" else [torch.Generator().manual_seed(s) for s in (1, 2)]
+    found = _loop_host_waits(GaussianPriorEps(std=0.5).cuda(), y, op, 0.1, steps=4, noise=noise, backend="auto",
+                             generator=gens)
+    assert found == []
+
+
+@pytest.mark.parametrize("backend,device", _SYNC_BACKENDS)
+def test_adm_loop_never_waits_for_host(backend, device):
+    # the network path too: timestep embedding, attention, bfloat16 autocast, channels_last, per-sample generators
+    from ddrm_fast.models import ADMUNet
+
+    torch.manual_seed(0)
+    model = ADMUNet(dict(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(2,),
+                         out_channels=6, use_scale_shift_norm=True)).to(device).eval()
+    op = O.SuperRes(2, (3, 8, 8)).to(device)
+    y = op.H(0.5 * torch.randn(2, 3, 8, 8, device=device))
+    with torch.no_grad():
+        found = _loop_host_waits(model, y, op, 0.05, steps=3, noise="philox", backend=backend,
+                                 model_dtype=torch.bfloat16, channels_last=True,
+                                 generator=[torch.Generator(device).manual_seed(s) for s in (1, 2)])
+    assert found == []
