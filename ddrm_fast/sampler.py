@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 
@@ -13,7 +13,7 @@ from .operators.base import LinearOperator
 from .operators.group import GroupOperator
 from .schedules import abar_table, ddrm_timesteps, linear_betas
 
-__all__ = ["ddrm_sample", "clear_graphs", "BACKENDS"]
+__all__ = ["ddrm_sample", "clear_graphs", "BACKENDS", "COMPILE_MODES"]
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 NOISE = ("torch", "compat", "philox")
@@ -197,19 +197,36 @@ def _kernels(backend: str):
     return spectral, group
 
 
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {mode: compiled model}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_OWN_GRAPHS = ("reduce-overhead", "max-autotune")  # modes that capture CUDA graphs of their own
 
 
-def _network(model: Model, dtype: Optional[torch.dtype], channels_last: bool, compile: bool, device) -> Model:
+def _compile_mode(compile: Union[bool, str], cuda_graph: bool) -> Optional[str]:
+    """``compile`` as a torch.compile mode (None: not compiled)."""
+    if compile is False:
+        return None
+    mode = "default" if compile is True else compile
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got {compile!r}")
+    if cuda_graph and mode in _OWN_GRAPHS:
+        raise ValueError(f"compile={mode!r} captures CUDA graphs itself; with cuda_graph=True use 'default' or "
+                         f"'max-autotune-no-cudagraphs' (the sampler captures the whole loop)")
+    return mode
+
+
+def _network(model: Model, dtype: Optional[torch.dtype], channels_last: bool, compile_mode: Optional[str],
+             device) -> Model:
     """The model call of the loop: optionally compiled, fed channels_last, under autocast."""
     if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"model_dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
-    if compile:
+    if compile_mode is not None:
         if not isinstance(model, torch.nn.Module):
-            raise ValueError("compile=True needs the model to be a torch.nn.Module")
-        if model not in _COMPILED:
-            _COMPILED[model] = torch.compile(model)
-        model = _COMPILED[model]
+            raise ValueError("compile needs the model to be a torch.nn.Module")
+        compiled = _COMPILED.setdefault(model, {})
+        if compile_mode not in compiled:
+            compiled[compile_mode] = torch.compile(model, mode=compile_mode)
+        model = compiled[compile_mode]
     if dtype in (None, torch.float32) and not channels_last:
         return model
 
@@ -295,7 +312,7 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
                 generator: Generator = None, noise: str = "torch", backend: str = "reference",
                 x_T: Optional[torch.Tensor] = None, callback: Optional[Callable[[dict], None]] = None,
                 progress: bool = False, model_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
-                compile: bool = False, cuda_graph: bool = False) -> torch.Tensor:
+                compile: Union[bool, str] = False, cuda_graph: bool = False) -> torch.Tensor:
     """Restore images from y = H x + z with DDRM (Kawar et al. 2022); returns the restored batch (B, C, H, W).
 
     Args:
@@ -324,7 +341,9 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         model_dtype: run the model under ``torch.autocast`` in this dtype (``torch.bfloat16``/``torch.float16``);
             the DDRM update stays float32 (the kernels read half-precision eps and compute in float32).
         channels_last: hand the model its input in channels_last memory format (faster convolutions on GPUs).
-        compile: run the model through ``torch.compile`` (compiled once per model and kept for later calls).
+        compile: run the model through ``torch.compile``: True (its default mode) or a mode name from
+            ``COMPILE_MODES``; compiled once per model and mode, and kept for later calls. With ``cuda_graph``
+            only the modes without CUDA graphs of their own ("default", "max-autotune-no-cudagraphs").
         cuda_graph: capture the whole loop (model and steps) in a CUDA graph and replay it: no launch overhead
             and no host work per step. The first call with a given model, operator, batch shape and settings
             captures (after two warm-up runs); later calls copy their measurements, sigma_y and noise into the
@@ -364,7 +383,8 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             raise ValueError("cuda_graph=True runs the loop as one graph: no callback or progress bar")
         if not isinstance(model, torch.nn.Module) or not isinstance(operator, LinearOperator):
             raise ValueError("cuda_graph=True needs the model to be a torch.nn.Module (its graph is cached per model)")
-    net = _network(model, model_dtype, channels_last, compile, device)
+    compile_mode = _compile_mode(compile, cuda_graph)
+    net = _network(model, model_dtype, channels_last, compile_mode, device)
     c, h, w = operator.image_shape
     n = operator.n
     image = (batch, c, h, w)
@@ -452,7 +472,7 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
     drawn = [source.step(i) for i in range(len(rev))]
     zs = None if drawn[0] is None else torch.stack(drawn)
     key = (id(model), id(operator), tuple(y_flat.shape), tuple(sy.shape), tuple(seq), eta, eta_b, noise, backend,
-           model_dtype, channels_last, compile, str(device), hash(betas.double().cpu().numpy().tobytes()))
+           model_dtype, channels_last, compile_mode, str(device), hash(betas.double().cpu().numpy().tobytes()))
     inputs = {"yv": yv, "sy": sy, "seeds": source.seeds, "z0": z0, "zs": zs}
     return _GRAPHS.run(key, model, operator, inputs, lambda st: loop(st["z0"], (lambda i: None) if st["zs"] is None
                                                                      else (lambda i: st["zs"][i])), device)

@@ -138,6 +138,10 @@ def test_bench_runs_every_mode_on_the_cpu_and_checks_quality(tmp_path, capsys):
     assert 25 < float(by["compiled_bf16"]["psnr_vs_reference"]) < 90  # a bfloat16 network: close, not equal
     assert float(by["fused"]["images_per_s"]) > 0 and 0 < float(by["fused"]["network_share"]) <= 1
     assert (out / "bench.png").stat().st_size > 1000 and "| 2 | fused |" in (out / "bench.md").read_text()
+    for r in rows:  # the network's FLOP rate against the GEMM rate of the same run, and the memory columns
+        assert 0 < float(r["network_tflops"]) and 0 < float(r["network_vs_matmul"]) < 1
+        assert float(r["peak_mib"]) > float(r["model_mib"]) > 0
+    assert float(by["fused"]["buffers_per_sample"]) <= 3 < float(by["reference"]["buffers_per_sample"])
     capsys.readouterr()
     assert cli(["bench", "--modes", "reference,warp"]) == 2
     assert "unknown warp" in capsys.readouterr().err
@@ -156,3 +160,21 @@ def test_class_conditional_models_need_a_label(small_png, tmp_path, capsys):
     _fails(["restore", small_png, "--task", "deno", "--class-label", "1"], tmp_path, capsys, "not")
     assert cli(["restore", small_png, "--task", "deno", "--model", str(cond), "--class-label", "2", "--steps", "2",
                 "-o", str(tmp_path / "o"), "--no-progress"]) == 0
+
+
+def test_live_bytes_counts_storages_alive_together():
+    from ddrm_fast.cli.bench import LiveBytes, buffers_per_sample
+
+    before = torch.zeros(1000)
+    with LiveBytes() as live:
+        a = torch.empty(1000)            # 4000 bytes
+        v = a[10:]                       # a view: no new storage
+        a.add_(1)                        # in place: none either
+        before.view(10, 100).mul_(2)     # views and in-place ops on an earlier tensor: not counted
+        del a
+        b = torch.empty(500)             # v keeps a's storage alive: 6000 bytes together
+        del v
+        c = torch.empty(250)             # a's storage gone: 3000 now, the peak stays
+    assert (live.peak, live.now) == (6000, 3000)
+    assert b.numel() + c.numel() == 750
+    assert buffers_per_sample(3.0, 1.0, 2, 2**18) == 1.0  # 2 MiB over 2 samples of 1 MiB float32 images

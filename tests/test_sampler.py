@@ -182,6 +182,22 @@ def test_network_options_keep_the_result():
         run(model_dtype=torch.int8)
     with pytest.raises(ValueError, match="nn.Module"):
         ddrm_sample(lambda x, t: x, y, op, 0.1, steps=2, compile=True)
+    with pytest.raises(ValueError, match="compile must be"):
+        run(compile="fastest")
+
+
+def test_compile_modes_with_graphs(monkeypatch):
+    # the sampler captures the loop itself: compile modes that capture graphs of their own are refused with it
+    from ddrm_fast import sampler
+
+    monkeypatch.setattr(sampler._GRAPHS, "make", _Rerun)
+    op = O.SuperRes(2, (3, 8, 8))
+    y = op.H(torch.rand(1, 3, 8, 8))
+    for mode in ("reduce-overhead", "max-autotune"):
+        with pytest.raises(ValueError, match=f"compile='{mode}' captures CUDA graphs"):
+            ddrm_sample(GaussianPriorEps(), y, op, 0.1, steps=2, compile=mode, cuda_graph=True)
+    assert sampler._compile_mode("max-autotune-no-cudagraphs", True) == "max-autotune-no-cudagraphs"
+    assert sampler._compile_mode(True, True) == "default" and sampler._compile_mode(False, True) is None
 
 
 class _Rerun:

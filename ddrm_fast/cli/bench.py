@@ -8,16 +8,20 @@ clean image shows what the restoration is worth.
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import statistics
 import time
+import weakref
 from typing import Callable, Dict, List
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-from .. import tasks
-from ..sampler import ddrm_sample
+from .. import sampler, tasks
+from ..sampler import COMPILE_MODES, clear_graphs, ddrm_sample
 
 # mode -> ddrm_sample options; "reference" is the plain-PyTorch loop in float32, as the original runs.
 # "graphs" needs CUDA; "compiled_bf16" adds CUDA graphs on CUDA.
@@ -32,10 +36,12 @@ MODES: Dict[str, dict] = {
 CUDA_ONLY = ("graphs",)
 
 
-def _options(mode: str, device) -> dict:
+def _options(mode: str, device, compile_mode: str) -> dict:
     opts = dict(MODES[mode])
     if device.type != "cuda":
         opts.pop("cuda_graph", None)
+    if opts.get("compile"):
+        opts["compile"] = compile_mode
     return opts
 
 
@@ -59,6 +65,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per mode after one warm-up run")
     p.add_argument("--sigma-y", type=float, default=0.05, help="[0, 1] pixel units")
     p.add_argument("--device", default=None)
+    p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
+                   help="torch.compile mode of compiled_bf16 (with CUDA graphs: default or max-autotune-no-cudagraphs)")
     p.add_argument("--out", default=None, help="folder for bench.md, bench.csv, bench.png")
 
 
@@ -93,6 +101,90 @@ def _timer(device) -> Callable[[Callable[[], object]], float]:
     return run
 
 
+def _matmul_tflops(device, timer) -> float:
+    """The bfloat16 matrix rate of this device, measured now: square GEMMs (8192 on CUDA, 1024 on the CPU)."""
+    n, reps = (8192, 10) if device.type == "cuda" else (1024, 2)
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+
+    def gemms():
+        for _ in range(reps):
+            torch.mm(a, b)
+
+    gemms()
+    seconds = statistics.median(timer(gemms) for _ in range(3))
+    return 2 * n**3 * reps / seconds / 1e12
+
+
+def _forward_flops(model, x: torch.Tensor) -> int:
+    """FLOPs of one network call on x (convolutions, matrix products, attention), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    t = torch.full((x.shape[0],), 500.0, device=x.device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, t)
+    return counter.get_total_flops()
+
+
+class LiveBytes(TorchDispatchMode):
+    """The peak bytes of tensor storage created by the ops run under it and still referenced: what a device
+    allocator's peak would show, for any device (the CPU has no allocator statistics). Storages that existed before
+    (weights, inputs, views of them) are not counted."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: Dict[int, list] = {}  # storage id -> [nbytes, number of live tensors on it]
+        self.now = self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        before = {t.untyped_storage()._cdata for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            key = t.untyped_storage()._cdata
+            if key not in self.live:
+                if key in before:
+                    continue  # an input's storage (in-place op, view of an earlier tensor)
+                self.live[key] = [t.untyped_storage().nbytes(), 0]
+                self.now += self.live[key][0]
+                self.peak = max(self.peak, self.now)
+            self.live[key][1] += 1
+            weakref.finalize(t, self._release, key)
+        return out
+
+    def _release(self, key: int) -> None:
+        entry = self.live.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:  # the last tensor on this storage is gone: so is the storage
+                self.now -= entry[0]
+                del self.live[key]
+
+
+def _peak_mib(device, fn) -> float:
+    """Peak memory of fn() above what was allocated before it (weights, inputs), in MiB: the allocator's peak on
+    CUDA, the live tensor bytes (:class:`LiveBytes`) elsewhere."""
+    if device.type != "cuda":
+        gc.collect()
+        with LiveBytes() as live:
+            fn()
+        return live.peak / 2**20
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def buffers_per_sample(peak_mib: float, model_mib: float, batch: int, image_numel: int) -> float:
+    """The sampler's memory beyond the network's own activations, in float32 images per sample (the target is at
+    most 3: x_t, x_{t'} and one more)."""
+    return (peak_mib - model_mib) * 2**20 / (batch * image_numel * 4)
+
+
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = float(((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)) ** 2).mean())
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(4.0 / mse)).item()
@@ -123,6 +215,8 @@ def run(args) -> List[dict]:
         raise ValueError(f"--modes: unknown {', '.join(bad)}; known: {', '.join(MODES)}")
     if device.type != "cuda" and any(m in CUDA_ONLY for m in modes):
         raise ValueError(f"--modes: {', '.join(CUDA_ONLY)} needs a CUDA device")
+    if any(MODES[m].get("compile") for m in modes):  # a mode the sampler refuses with its graphs fails now, not later
+        sampler._compile_mode(args.compile_mode, device.type == "cuda")
     modes.sort(key=lambda m: m != "reference")  # the reference first: the others are compared with its output
     batches = [int(b) for b in args.batch.split(",")]
     model, betas = _model(args.model, device)
@@ -132,14 +226,17 @@ def run(args) -> List[dict]:
     timer = _timer(device)
     null = _NullEps().to(device)
     sigma = 2 * args.sigma_y
+    matmul = _matmul_tflops(device, timer)
+    print(f"bfloat16 matrix rate on {device}: {matmul:.1f} TFLOP/s", flush=True)
     rows = []
     for b in batches:
         clean = _clean_batch(b, size).to(device)
         op = tasks.make_operator(args.task, clean.shape[1:], generator=torch.Generator().manual_seed(0)).to(device)
         y = tasks.degrade(clean, op, sigma, torch.Generator().manual_seed(1))
+        flops = _forward_flops(model, clean)  # per network call on the batch
         ref_out = None
         for mode in modes:
-            opts = _options(mode, device)
+            opts = _options(mode, device, args.compile_mode)
             out = {}
 
             def sample(m=model, o=opts, key="x"):
@@ -147,32 +244,50 @@ def run(args) -> List[dict]:
                     out[key] = ddrm_sample(m, y, op, sigma, steps=args.steps, schedule=betas.float(),
                                            noise="philox", generator=torch.Generator().manual_seed(2), **o)
 
+            def forward(o=opts):  # the network alone as this mode runs it: its own activations
+                net = sampler._network(model, o.get("model_dtype"), o.get("channels_last", False),
+                                       sampler._compile_mode(o.get("compile", False), False), device)
+                with torch.no_grad():
+                    net(clean, torch.full((b,), 500.0, device=device))
+
             null_opts = {k: v for k, v in opts.items() if k not in ("compile", "model_dtype", "channels_last")}
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            timer(sample)  # warm-up: compilation, graph capture, autotuning, allocator
+            clear_graphs()  # graphs of earlier modes would hold their memory through this one
+            out.clear()  # no earlier output alive while memory is measured
+            if device.type == "cuda":  # the first call: compilation, autotuning and graph capture (its pool) included
+                peak = _peak_mib(device, lambda: timer(sample))
+            else:  # LiveBytes sees no buffers inside compiled code (and spoils a compiled model): the eager network
+                timer(sample)
+                eager = {k: v for k, v in opts.items() if k != "compile"}
+                out.clear()
+                peak = _peak_mib(device, lambda: sample(o=eager, key="memory"))
+            model_mib = _peak_mib(device, lambda: forward(opts if device.type == "cuda" else eager))
             total = statistics.median(timer(sample) for _ in range(args.repeats))
-            peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
             update = lambda: sample(null, null_opts, "null")  # noqa: E731
             timer(update)
             update_s = statistics.median(timer(update) for _ in range(args.repeats))
+            network_tflops = flops * args.steps / max(total - update_s, 1e-9) / 1e12
             x = out["x"]
             if mode == "reference":
                 ref_out = x
             rows.append({"batch": b, "mode": mode, "images_per_s": b / total, "ms_per_step": 1000 * total / args.steps,
-                         "network_share": max(0.0, 1 - update_s / total), "peak_mib": peak,
+                         "network_share": max(0.0, 1 - update_s / total), "network_tflops": network_tflops,
+                         "network_vs_matmul": network_tflops / matmul, "peak_mib": peak, "model_mib": model_mib,
+                         "buffers_per_sample": buffers_per_sample(peak, model_mib, b, clean[0].numel()),
                          "psnr_vs_reference": _psnr(x, ref_out) if ref_out is not None else float("nan"),
                          "psnr_vs_clean": _psnr(x, clean)})
             r = rows[-1]
             print(f"batch {b:3d} {mode:14s} {r['images_per_s']:8.2f} img/s {r['ms_per_step']:9.2f} ms/step "
-                  f"network {100 * r['network_share']:5.1f}%  PSNR vs reference {r['psnr_vs_reference']:6.2f}  "
-                  f"vs clean {r['psnr_vs_clean']:6.2f}", flush=True)
+                  f"network {100 * r['network_share']:5.1f}% at {network_tflops:7.2f} TFLOP/s "
+                  f"({100 * r['network_vs_matmul']:.0f}% of bf16 GEMM)  peak {peak:.0f} MiB "
+                  f"({r['buffers_per_sample']:.1f} images/sample beyond the network)  PSNR vs reference "
+                  f"{r['psnr_vs_reference']:6.2f}  vs clean {r['psnr_vs_clean']:6.2f}", flush=True)
+        clear_graphs()
     for b in batches:  # speed-ups against the reference loop measured in the same run
         ref = [r for r in rows if r["batch"] == b and r["mode"] == "reference"]
         for r in rows:
             if r["batch"] == b:
                 r["speedup"] = r["images_per_s"] / ref[0]["images_per_s"] if ref else float("nan")
-    return rows, device, size
+    return rows, device, size, matmul
 
 
 def write(rows: List[dict], out: str, header: str) -> None:
@@ -181,12 +296,14 @@ def write(rows: List[dict], out: str, header: str) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    lines = [header, "", "| batch | mode | images/s | speed-up | ms/step | network share | peak MiB | "
-             "PSNR vs reference | PSNR vs clean |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "", "| batch | mode | images/s | speed-up | ms/step | network share | network TFLOP/s "
+             "(of bf16 GEMM) | peak MiB | network MiB | images/sample beyond the network | PSNR vs reference | "
+             "PSNR vs clean |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['batch']} | {r['mode']} | {r['images_per_s']:.2f} | {r['speedup']:.2f}x | "
-                     f"{r['ms_per_step']:.2f} | {100 * r['network_share']:.0f}% | {r['peak_mib']:.0f} | "
-                     f"{r['psnr_vs_reference']:.2f} | {r['psnr_vs_clean']:.2f} |")
+                     f"{r['ms_per_step']:.2f} | {100 * r['network_share']:.0f}% | {r['network_tflops']:.2f} "
+                     f"({100 * r['network_vs_matmul']:.0f}%) | {r['peak_mib']:.0f} | {r['model_mib']:.0f} | "
+                     f"{r['buffers_per_sample']:.1f} | {r['psnr_vs_reference']:.2f} | {r['psnr_vs_clean']:.2f} |")
     with open(os.path.join(out, "bench.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     _plot(rows, os.path.join(out, "bench.png"))
@@ -228,7 +345,7 @@ def _plot(rows: List[dict], path: str) -> None:
 
 
 def main(args) -> int:
-    rows, device, size = run(args)
+    rows, device, size, matmul = run(args)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     try:
         import triton
@@ -237,7 +354,8 @@ def main(args) -> int:
     except ImportError:
         tv = "none"
     header = (f"{time.strftime('%Y-%m-%d')}, {name}, torch {torch.__version__}, triton {tv}; model {args.model}, "
-              f"task {args.task}, {size}x{size}, {args.steps} steps, median of {args.repeats} after a warm-up")
+              f"task {args.task}, {size}x{size}, {args.steps} steps, median of {args.repeats} after a warm-up; "
+              f"compile mode {args.compile_mode}; bfloat16 GEMM rate measured in this run {matmul:.1f} TFLOP/s")
     print(header)
     if args.out:
         write(rows, args.out, header)

@@ -217,3 +217,24 @@ def test_adm_loop_never_waits_for_host(backend, device):
                                  model_dtype=torch.bfloat16, channels_last=True,
                                  generator=[torch.Generator(device).manual_seed(s) for s in (1, 2)])
     assert found == []
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("kind", ["sr2", "inpaint"])
+def test_fused_loop_memory_beyond_the_network(backend, device, kind):
+    # the issue's budget: the network's own activations plus at most three image-sized buffers per sample (x_t,
+    # x_{t'}; inpainting adds its image-sized y). Counted as live tensor bytes, which any device has.
+    from ddrm_fast.cli.bench import LiveBytes
+
+    b, shape = 4, (3, 16, 16)
+    op = (O.SuperRes(2, shape) if kind == "sr2" else O.Inpaint((torch.rand(b, 1, 16, 16) > 0.5).float(),
+                                                                 channels=3)).to(device)
+    y = op.H(torch.randn(b, *shape, device=device))
+    model = GaussianPriorEps(std=0.5).to(device)
+    with LiveBytes() as net:
+        model(torch.randn(b, *shape, device=device), torch.full((b,), 500.0, device=device))
+    with LiveBytes() as loop:
+        ddrm_sample(model, y, op, 0.1, steps=5, backend=backend, noise="philox",
+                    generator=torch.Generator().manual_seed(0))
+    image = b * 3 * 16 * 16 * 4
+    assert (loop.peak - net.peak) / image <= 3
