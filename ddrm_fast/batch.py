@@ -252,6 +252,7 @@ class _Job:
     report: "object"
     rank: int
     sampler: Callable = ddrm_sample
+    options: Dict[str, object] = field(default_factory=dict)
     stats: Dict[str, float] = field(default_factory=lambda: {"ok": 0, "failed": 0, "psnr_sum": 0.0, "psnr_n": 0,
                                                              "sampler_s": 0.0, "io_s": 0.0})
 
@@ -283,7 +284,8 @@ class _Job:
                 gens.append(gen)
             with torch.no_grad():
                 x = self.sampler(self.model, y, op, sigma, steps=self.steps, eta=self.eta, eta_b=self.eta_b,
-                                 schedule=self.betas.float(), generator=gens, backend=self.backend).cpu()
+                                 schedule=self.betas.float(), generator=gens, backend=self.backend,
+                                 **self.options).cpu()
             seconds = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - OOM splits; anything else fails these items, the job goes on
             if _is_oom(exc):
@@ -354,9 +356,11 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
                 batch_size: int = 8, manifest: Optional[str] = None, masks_dir: Optional[str] = None,
                 observed: bool = False, steps: int = 20, eta: float = 0.85, eta_b: float = 1.0, device="cpu",
                 backend: str = "auto", num_workers: int = 2, rank: int = 0, world: int = 1, progress: bool = True,
-                sampler: Callable = ddrm_sample) -> dict:
+                sampler: Callable = ddrm_sample, sampler_options: Optional[Dict[str, object]] = None) -> dict:
     """Restore every image of ``input_dir`` into ``out_dir/<stem>.png`` (this rank's share); returns this rank's
-    counts: ``ok``, ``failed``, ``psnr_sum``/``psnr_n``, ``sampler_s``, ``io_s``, ``load_s``, ``seconds``."""
+    counts: ``ok``, ``failed``, ``psnr_sum``/``psnr_n``, ``sampler_s``, ``io_s``, ``load_s``, ``seconds``.
+    ``sampler_options`` are further ``ddrm_sample`` keywords (``noise``, ``model_dtype``, ``channels_last``,
+    ``compile``)."""
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     t_start = time.perf_counter()
@@ -366,7 +370,7 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
     report_path = os.path.join(out_dir, "report.jsonl" if world == 1 else f"report.rank{rank}.jsonl")
     with open(report_path, "a") as report:
         job = _Job(model, betas, out_dir, observed, steps, eta, eta_b, torch.device(device), backend, report, rank,
-                   sampler)
+                   sampler, dict(sampler_options or {}))
         for it in [i for i in items if i.error]:
             job.fail(it, it.error)
         todo = _finished(out_dir, report_path, [i for i in items if not i.error], rank, report)

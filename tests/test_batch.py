@@ -219,10 +219,11 @@ def test_torchrun_two_processes_shard_the_job(tmp_path):
         assert np.abs(a - b).max() <= 1
 
 
-def test_a_folder_job_equals_the_one_image_command_with_the_same_seed(tmp_path):
+@pytest.mark.parametrize("speed", [[], ["--noise", "philox", "--dtype", "bfloat16", "--channels-last"]])
+def test_a_folder_job_equals_the_one_image_command_with_the_same_seed(tmp_path, speed):
     inp = _dataset(tmp_path / "in", n=3)
     model = _tiny_model(tmp_path)
-    common = ["--task", "inp", "--steps", "4", "--no-progress", "--model", model]
+    common = ["--task", "inp", "--steps", "4", "--no-progress", "--model", model] + speed
     assert cli(["restore", "--input-dir", str(inp), "-o", str(tmp_path / "dir"), "--batch-size", "3",
                 "--num-workers", "0"] + common) == 0
     seed = str(batch.default_seed("img2.png"))
@@ -230,3 +231,28 @@ def test_a_folder_job_equals_the_one_image_command_with_the_same_seed(tmp_path):
     a = _pixels(tmp_path / "dir" / "img2.png")
     b = _pixels(tmp_path / "one" / "img2_inp_restored.png")
     assert np.abs(a - b).max() <= 1
+
+
+def test_speed_options_reach_the_sampler(tmp_path):
+    # what the command's speed flags turn into, on both paths (one image, a folder)
+    from ddrm_fast.cli import restore
+    from ddrm_fast.cli.main import _parser
+
+    seen = []
+
+    def sampler(*args, **kw):
+        seen.append({k: kw[k] for k in ("noise", "model_dtype", "channels_last", "compile")})
+        return ddrm_sample(*args, **kw)
+
+    inp = _dataset(tmp_path / "in", n=2)
+    opts = {"noise": "philox", "model_dtype": torch.bfloat16, "channels_last": True, "compile": False}
+    _run(inp, tmp_path / "out", sampler=sampler, sampler_options=opts)
+    assert seen == [opts]
+    parse = _parser().parse_args
+    args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--dtype", "float16", "--compile", "--compile-mode",
+                  "max-autotune-no-cudagraphs", "--noise", "philox"])
+    assert restore.sampler_options(args) == {"noise": "philox", "model_dtype": torch.float16, "channels_last": False,
+                                             "compile": "max-autotune-no-cudagraphs"}
+    args = parse(["restore", "x.png", "-o", "o", "--task", "sr4"])
+    assert restore.sampler_options(args) == {"noise": "torch", "model_dtype": None, "channels_last": False,
+                                             "compile": False}

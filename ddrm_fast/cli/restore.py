@@ -10,7 +10,7 @@ import torch
 
 from .. import tasks
 from ..imageio import psnr_ssim, read_image, read_mask, write_png
-from ..sampler import BACKENDS, ddrm_sample
+from ..sampler import BACKENDS, COMPILE_MODES, ddrm_sample
 
 
 def add_parser(sub) -> None:
@@ -33,12 +33,30 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--no-progress", action="store_true")
+    f = p.add_argument_group("speed (GPU): the network's precision and layout, compilation, noise")
+    f.add_argument("--dtype", default="float32", choices=tuple(_DTYPES),
+                   help="run the network under autocast in this dtype; the DDRM update stays float32")
+    f.add_argument("--channels-last", action="store_true", help="hand the network channels_last images")
+    f.add_argument("--compile", action="store_true", help="run the network through torch.compile")
+    f.add_argument("--compile-mode", default="default", choices=COMPILE_MODES, help="the torch.compile mode")
+    f.add_argument("--noise", default="torch", choices=("torch", "philox"),
+                   help="sampler noise from the image's seed: torch's generator (drawn on the CPU) or counter-based "
+                        "Philox generated inside the fused kernels (no host work, no noise buffers)")
     b = p.add_argument_group("directories (a data set; resumable; torchrun shards it over ranks)")
     b.add_argument("--input-dir", help="restore every image in this folder into OUT_DIR/<name>.png")
     b.add_argument("--batch-size", type=int, default=8, help="images of equal size per sampler call")
     b.add_argument("--masks-dir", help="inpainting masks matched by file name (white = observed)")
     b.add_argument("--manifest", help="CSV/JSON with name[, task, sigma_y, seed, noise_map] per image")
     b.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding images")
+
+
+_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def sampler_options(args) -> Dict[str, object]:
+    """The ddrm_sample keywords of the speed options (results equal float32's to the network's precision)."""
+    return {"model_dtype": _DTYPES[args.dtype], "channels_last": args.channels_last,
+            "compile": args.compile_mode if args.compile else False, "noise": args.noise}
 
 
 def load_model(path, device, class_label: Optional[int] = None):
@@ -87,7 +105,7 @@ def restore(args) -> Dict[str, object]:
     with torch.no_grad():
         x = ddrm_sample(model, y.to(device), op.to(device), sigma, steps=args.steps, eta=args.eta,
                         eta_b=args.eta_b, schedule=betas.float(), generator=g, backend=args.backend,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, **sampler_options(args))
     out["seconds"] = time.perf_counter() - t0
     out["restored"] = x[0].cpu()
     if clean is not None:

@@ -22,7 +22,7 @@ def _distributed():
 
 
 def main(args) -> int:
-    from .restore import load_model
+    from .restore import load_model, sampler_options
 
     if args.mask is not None:
         raise ValueError("--mask is for one image; give --masks-dir with --input-dir")
@@ -45,7 +45,8 @@ def main(args) -> int:
                                   batch_size=args.batch_size, manifest=args.manifest, masks_dir=args.masks_dir,
                                   observed=args.observed, steps=args.steps, eta=args.eta, eta_b=args.eta_b,
                                   device=device, backend=args.backend, num_workers=args.num_workers, rank=rank,
-                                  world=world, progress=not args.no_progress)
+                                  world=world, progress=not args.no_progress,
+                                  sampler_options=sampler_options(args))
         all_stats = [stats]
         if world > 1:
             all_stats = [None] * world
