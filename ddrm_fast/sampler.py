@@ -277,9 +277,11 @@ class _GraphCache:
         """Drop every captured graph and the memory it holds."""
         self.entries.clear()
 
-    def run(self, key, model, operator, inputs: dict, fn: Callable[[dict], torch.Tensor], device) -> torch.Tensor:
+    def run(self, key, owners: tuple, inputs: dict, fn: Callable[[dict], torch.Tensor], device) -> torch.Tensor:
+        """Replay the graph of ``key`` (capturing it first if needed); ``owners`` are the objects whose ids the key
+        holds (model, operator), checked to be the same objects."""
         entry = self.entries.get(key)
-        if entry is not None and (entry["model"]() is not model or entry["operator"]() is not operator):
+        if entry is not None and any(ref() is not o for ref, o in zip(entry["owners"], owners)):
             entry = None  # ids reused by new objects
         if entry is None:
             if len(self.entries) >= self.size:
@@ -287,8 +289,7 @@ class _GraphCache:
             graph = self.make(device)
             statics = dict(inputs)
             out = graph.capture(lambda: fn(statics))
-            entry = {"graph": graph, "out": out, "statics": statics, "model": weakref.ref(model),
-                     "operator": weakref.ref(operator)}
+            entry = {"graph": graph, "out": out, "statics": statics, "owners": [weakref.ref(o) for o in owners]}
             self.entries[key] = entry
         else:
             self.entries[key] = self.entries.pop(key)  # most recently used last
@@ -347,7 +348,9 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         cuda_graph: capture the whole loop (model and steps) in a CUDA graph and replay it: no launch overhead
             and no host work per step. The first call with a given model, operator, batch shape and settings
             captures (after two warm-up runs); later calls copy their measurements, sigma_y and noise into the
-            captured buffers and replay. Results equal eager mode given the same noise. Needs CUDA tensors and a
+            captured buffers and replay. On the fused group steps (denoising, inpainting, block SR, colorization)
+            the operator's weights and mask are inputs too, so a new operator of the same kind and shape (a
+            per-batch mask) replays the same graph; other operators are captured once per operator object. Results equal eager mode given the same noise. Needs CUDA tensors and a
             capturable model; no ``callback`` or ``progress``. :func:`clear_graphs` frees the graphs. With
             ``noise="torch"``/``"compat"`` every step's noise is drawn before the replay (one image-sized buffer
             per step and sample); ``noise="philox"`` is generated inside the fused kernels and needs none.
@@ -432,6 +435,8 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         _, group = _kernels(backend)
         obs = operator.observed.to(device) if operator.observed is not None else None
         k = operator.weights.to(device)
+        if cuda_graph:  # the step reads nothing else of the operator: a graph serves any operator of this structure
+            obs, k = (None if obs is None else obs.clone()), k.clone()
 
         def step(x, eps, z, cf, et, eb, offset):
             return group(x, eps, yv, k, obs, sy, cf, operator.group_shape, et, eb, z=z, seeds=source.seeds,
@@ -471,8 +476,14 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
     # every step's noise is drawn before the replay, into buffers the graph reads (in-kernel Philox needs none)
     drawn = [source.step(i) for i in range(len(rev))]
     zs = None if drawn[0] is None else torch.stack(drawn)
-    key = (id(model), id(operator), tuple(y_flat.shape), tuple(sy.shape), tuple(seq), eta, eta_b, noise, backend,
+    if fused_group:  # the operator's weights and mask are graph inputs: per-batch masks replay one graph
+        op_key, owners = (type(operator).__name__, operator.image_shape, tuple(operator.group_shape),
+                          None if obs is None else tuple(obs.shape)), (model,)
+        inputs = {"k": k, "obs": obs}
+    else:  # V, V^T and the singular values are baked into the graph: one per operator object
+        op_key, owners, inputs = id(operator), (model, operator), {}
+    key = (id(model), op_key, tuple(y_flat.shape), tuple(sy.shape), tuple(seq), eta, eta_b, noise, backend,
            model_dtype, channels_last, compile_mode, str(device), hash(betas.double().cpu().numpy().tobytes()))
-    inputs = {"yv": yv, "sy": sy, "seeds": source.seeds, "z0": z0, "zs": zs}
-    return _GRAPHS.run(key, model, operator, inputs, lambda st: loop(st["z0"], (lambda i: None) if st["zs"] is None
+    inputs.update(yv=yv, sy=sy, seeds=source.seeds, z0=z0, zs=zs)
+    return _GRAPHS.run(key, owners, inputs, lambda st: loop(st["z0"], (lambda i: None) if st["zs"] is None
                                                                      else (lambda i: st["zs"][i])), device)

@@ -251,8 +251,14 @@ def test_speed_options_reach_the_sampler(tmp_path):
     parse = _parser().parse_args
     args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--dtype", "float16", "--compile", "--compile-mode",
                   "max-autotune-no-cudagraphs", "--noise", "philox"])
-    assert restore.sampler_options(args) == {"noise": "philox", "model_dtype": torch.float16, "channels_last": False,
-                                             "compile": "max-autotune-no-cudagraphs"}
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert restore.sampler_options(args, cpu) == {"noise": "philox", "model_dtype": torch.float16,
+                                                  "channels_last": False, "compile": "max-autotune-no-cudagraphs",
+                                                  "cuda_graph": False}
     args = parse(["restore", "x.png", "-o", "o", "--task", "sr4"])
-    assert restore.sampler_options(args) == {"noise": "torch", "model_dtype": None, "channels_last": False,
-                                             "compile": False}
+    assert restore.sampler_options(args, cpu) == {"noise": "torch", "model_dtype": None, "channels_last": False,
+                                                  "compile": False, "cuda_graph": False}
+    args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--cuda-graph"])
+    assert restore.sampler_options(args, cuda)["cuda_graph"] is True
+    with pytest.raises(ValueError, match="--cuda-graph needs a CUDA device"):
+        restore.sampler_options(args, cpu)

@@ -247,6 +247,31 @@ def test_graph_replay_reads_each_calls_inputs(monkeypatch, noise, op):
     sampler.clear_graphs()
 
 
+@pytest.mark.parametrize("kind,captures", [("inp", 1), ("sr", 1), ("blur", 3)])
+def test_graph_replays_for_a_new_operator_each_call(monkeypatch, kind, captures):
+    # a folder job builds each batch's operator anew (its own masks): fused group steps read the operator's
+    # weights and mask from graph buffers, so one capture serves them all; explicit-V operators capture per object
+    from ddrm_fast import sampler
+
+    monkeypatch.setattr(sampler._GRAPHS, "make", _Rerun)
+    sampler.clear_graphs()
+    torch.manual_seed(0)
+    model = GaussianPriorEps(std=0.5)
+    for i in range(3):
+        operator = {"inp": lambda: O.Inpaint((torch.rand(2, 1, 8, 8) > 0.5).float(), channels=3),
+                    "sr": lambda: O.SuperRes(2, (3, 8, 8), observed=(torch.rand(2, 3, 4, 4) > 0.3).float()),
+                    "blur": lambda: O.Blur([0.25, 0.5, 0.25], (3, 8, 8))}[kind]()
+        y = operator.H(torch.rand(2, 3, 8, 8) * 2 - 1)
+
+        def run(**kw):
+            return ddrm_sample(model, y, operator, 0.1, steps=4, noise="philox", backend="auto",
+                               generator=torch.Generator().manual_seed(i), **kw)
+
+        torch.testing.assert_close(run(cuda_graph=True), run(), rtol=1e-5, atol=1e-5)
+    assert len(sampler._GRAPHS.entries) == captures
+    sampler.clear_graphs()
+
+
 def test_graph_needs_cuda_and_no_callback():
     op = O.Denoise((3, 4, 4))
     with pytest.raises(ValueError, match="needs CUDA tensors"):

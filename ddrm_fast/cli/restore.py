@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
     f.add_argument("--channels-last", action="store_true", help="hand the network channels_last images")
     f.add_argument("--compile", action="store_true", help="run the network through torch.compile")
     f.add_argument("--compile-mode", default="default", choices=COMPILE_MODES, help="the torch.compile mode")
+    f.add_argument("--cuda-graph", action="store_true",
+                   help="capture the sampling loop in a CUDA graph and replay it for every batch of the same shape")
     f.add_argument("--noise", default="torch", choices=("torch", "philox"),
                    help="sampler noise from the image's seed: torch's generator (drawn on the CPU) or counter-based "
                         "Philox generated inside the fused kernels (no host work, no noise buffers)")
@@ -53,10 +55,13 @@ def add_parser(sub) -> None:
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def sampler_options(args) -> Dict[str, object]:
+def sampler_options(args, device: torch.device) -> Dict[str, object]:
     """The ddrm_sample keywords of the speed options (results equal float32's to the network's precision)."""
+    if args.cuda_graph and device.type != "cuda":
+        raise ValueError(f"--cuda-graph needs a CUDA device, not {device}")
     return {"model_dtype": _DTYPES[args.dtype], "channels_last": args.channels_last,
-            "compile": args.compile_mode if args.compile else False, "noise": args.noise}
+            "compile": args.compile_mode if args.compile else False, "noise": args.noise,
+            "cuda_graph": args.cuda_graph}
 
 
 def load_model(path, device, class_label: Optional[int] = None):
@@ -78,6 +83,7 @@ def restore(args) -> Dict[str, object]:
     if args.mask is not None and args.task != "inp":
         raise ValueError(f"--mask is for --task inp, not {args.task}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    options = sampler_options(args, device)
     # the input first: a bad image fails fast, before the model is loaded
     modes = ("L", "RGB") if args.observed and args.task == "color" else ("RGB",)
     image = read_image(args.input, modes)
@@ -105,7 +111,7 @@ def restore(args) -> Dict[str, object]:
     with torch.no_grad():
         x = ddrm_sample(model, y.to(device), op.to(device), sigma, steps=args.steps, eta=args.eta,
                         eta_b=args.eta_b, schedule=betas.float(), generator=g, backend=args.backend,
-                        progress=not args.no_progress, **sampler_options(args))
+                        progress=not (args.no_progress or args.cuda_graph), **options)
     out["seconds"] = time.perf_counter() - t0
     out["restored"] = x[0].cpu()
     if clean is not None:

@@ -36,6 +36,7 @@ def main(args) -> int:
             device = torch.device("cpu")
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        options = sampler_options(args, device)
         model, betas = load_model(args.model, device, args.class_label)
         if rank == 0:
             batch.clean_partial(args.out)  # temporary files of a killed run
@@ -46,7 +47,7 @@ def main(args) -> int:
                                   observed=args.observed, steps=args.steps, eta=args.eta, eta_b=args.eta_b,
                                   device=device, backend=args.backend, num_workers=args.num_workers, rank=rank,
                                   world=world, progress=not args.no_progress,
-                                  sampler_options=sampler_options(args))
+                                  sampler_options=options)
         all_stats = [stats]
         if world > 1:
             all_stats = [None] * world
