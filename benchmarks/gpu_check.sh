@@ -12,8 +12,7 @@ DDRM_FAST_CUDA=1 python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1 ||
 python3 -c "import ddrm_fast.ops as o; assert o.has_cuda(), o.extension_error(); print('extension: cpu + cuda')"
 python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest.log" | tail -4
 compute-sanitizer --tool memcheck --target-processes all python3 -m pytest -q -p no:cacheprovider tests/kernels tests/test_ops.py -k "cuda" 2>&1 | tee "$OUT/sanitizer.log" | tail -3
-# end-to-end throughput (issue: graphs, bf16, compile) and directory restoration, when asked: GPU_BENCH=1
+# end-to-end throughput and directory restoration, when asked (GPU_BENCH=1): see benchmarks/gpu_bench.sh for stages
 if [ "${GPU_BENCH:-0}" = "1" ]; then
-  PYTHONPATH=. python3 -m ddrm_fast bench --model adm256 --task sr4 --batch 1,8,32 --steps 20 --out "$OUT/bench" 2>&1 | tail -20
-  PYTHONPATH=. python3 benchmarks/bench_batch.py --device cuda --images 256 --size 256 --batch 1,8,32 --out "$OUT/batch.md" 2>&1 | tail -8
+  bash benchmarks/gpu_bench.sh e2e b32 b64 dataset
 fi
