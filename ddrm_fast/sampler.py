@@ -350,8 +350,9 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             captures (after two warm-up runs); later calls copy their measurements, sigma_y and noise into the
             captured buffers and replay. On the fused group steps (denoising, inpainting, block SR, colorization)
             the operator's weights and mask are inputs too, so a new operator of the same kind and shape (a
-            per-batch mask) replays the same graph; other operators are captured once per operator object. Results equal eager mode given the same noise. Needs CUDA tensors and a
-            capturable model; no ``callback`` or ``progress``. :func:`clear_graphs` frees the graphs. With
+            per-batch mask) replays the same graph; other operators are captured once per operator object.
+            Results equal eager mode given the same noise. Needs CUDA tensors and a capturable model; no
+            ``callback`` or ``progress``. :func:`clear_graphs` frees the graphs. With
             ``noise="torch"``/``"compat"`` every step's noise is drawn before the replay (one image-sized buffer
             per step and sample); ``noise="philox"`` is generated inside the fused kernels and needs none.
     """

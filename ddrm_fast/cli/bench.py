@@ -302,7 +302,7 @@ def write(rows: List[dict], out: str, header: str) -> None:
     for r in rows:
         lines.append(f"| {r['batch']} | {r['mode']} | {r['images_per_s']:.2f} | {r['speedup']:.2f}x | "
                      f"{r['ms_per_step']:.2f} | {100 * r['network_share']:.0f}% | {r['network_tflops']:.2f} "
-                     f"({100 * r['network_vs_matmul']:.0f}%) | {r['peak_mib']:.0f} | {r['model_mib']:.0f} | "
+                     f"({100 * r['network_vs_matmul']:.0f}%) | {r['peak_mib']:.1f} | {r['model_mib']:.1f} | "
                      f"{r['buffers_per_sample']:.1f} | {r['psnr_vs_reference']:.2f} | {r['psnr_vs_clean']:.2f} |")
     with open(os.path.join(out, "bench.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
