@@ -2,6 +2,7 @@
 
     python benchmarks/bench_batch.py --device cuda --images 256 --size 256 --batch 1,8,32      # the GPU table
     python benchmarks/bench_batch.py --device cpu --images 16 --size 64 --batch 1,8            # a small CPU set
+    python benchmarks/bench_batch.py --dtype bfloat16 --channels-last --cuda-graph --noise philox   # the fast path
 
 Builds a folder of ``--images`` crops of scikit-image's photos (``--size`` square), then runs the same job as
 ``ddrm-fast restore --input-dir`` (``ddrm_fast.batch.restore_dir``: DataLoader workers decode, one sampler call per
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from ddrm_fast import batch
 from ddrm_fast.imageio import write_png
-from ddrm_fast.cli.restore import load_model
+from ddrm_fast.cli.restore import add_speed_arguments, load_model, sampler_options
 from ddrm_fast.training import HELDOUT_PHOTOS, TRAIN_PHOTOS, skimage_photos
 
 
@@ -49,8 +50,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--out", default=None, help="Markdown file to append the table to (default: print only)")
+    add_speed_arguments(p)  # the options of `ddrm-fast restore`
     args = p.parse_args()
     device = torch.device(args.device)
+    options = sampler_options(args, device)
     model, betas = load_model(args.model, device)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,7 +66,8 @@ def main() -> None:
             out = os.path.join(tmp, f"out{bs}")
             t0 = time.perf_counter()
             s = batch.restore_dir(model, betas, inp, out, task=args.task, sigma_y=0.05, batch_size=bs,
-                                  steps=args.steps, device=device, num_workers=args.workers, progress=False)
+                                  steps=args.steps, device=device, num_workers=args.workers, progress=False,
+                                  sampler_options=options)
             wall = time.perf_counter() - t0
             peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                     else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -75,7 +79,7 @@ def main() -> None:
     mem = "peak GPU MiB (allocated)" if device.type == "cuda" else "peak RSS MiB"
     lines = [f"{time.strftime('%Y-%m-%d')}, {name}, torch {torch.__version__}, {args.images} images of "
              f"{args.size}x{args.size}, task {args.task}, {args.steps} steps, {args.workers} workers, model "
-             f"{args.model or 'embedded'}", "",
+             f"{args.model or 'embedded'}; " + ", ".join(f"{k}={v}" for k, v in options.items()), "",
              f"| batch | images/s | sampler ms/image | time outside the sampler | {mem} | mean PSNR |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {b} | {r:.2f} | {ms:.1f} | {100 * o:.1f}% | {m:.0f} | {q:.2f} |" for b, r, ms, o, m, q in rows]

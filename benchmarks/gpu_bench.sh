@@ -19,8 +19,11 @@ for stage in "$@"; do
       for mode in default max-autotune-no-cudagraphs; do
         $bench --batch 8 --modes compiled_bf16 --compile-mode "$mode" --out "$OUT/compile_$mode" 2>&1 | tail -3
       done ;;
-    dataset) python3 benchmarks/bench_batch.py --device cuda --images 256 --size 256 --batch 1,8,32 \
-               --out "$OUT/batch.md" 2>&1 | tail -8 ;;
+    dataset)  # the defaults, then the fast path (bf16 network, graphs, in-kernel noise)
+      for speed in "" "--dtype bfloat16 --channels-last --cuda-graph --noise philox"; do
+        python3 benchmarks/bench_batch.py --device cuda --images 256 --size 256 --batch 1,8,32 $speed \
+          --out "$OUT/batch.md" 2>&1 | tail -8
+      done ;;
     *) echo "unknown stage $stage (e2e, b32, b64, compile, dataset)"; exit 2 ;;
   esac
 done

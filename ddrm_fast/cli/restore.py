@@ -33,6 +33,17 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--no-progress", action="store_true")
+    add_speed_arguments(p)
+    b = p.add_argument_group("directories (a data set; resumable; torchrun shards it over ranks)")
+    b.add_argument("--input-dir", help="restore every image in this folder into OUT_DIR/<name>.png")
+    b.add_argument("--batch-size", type=int, default=8, help="images of equal size per sampler call")
+    b.add_argument("--masks-dir", help="inpainting masks matched by file name (white = observed)")
+    b.add_argument("--manifest", help="CSV/JSON with name[, task, sigma_y, seed, noise_map] per image")
+    b.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding images")
+
+
+def add_speed_arguments(p) -> None:
+    """The speed options (also used by benchmarks/bench_batch.py); :func:`sampler_options` turns them into keywords."""
     f = p.add_argument_group("speed (GPU): the network's precision and layout, compilation, noise")
     f.add_argument("--dtype", default="float32", choices=tuple(_DTYPES),
                    help="run the network under autocast in this dtype; the DDRM update stays float32")
@@ -44,12 +55,6 @@ def add_parser(sub) -> None:
     f.add_argument("--noise", default="torch", choices=("torch", "philox"),
                    help="sampler noise from the image's seed: torch's generator (drawn on the CPU) or counter-based "
                         "Philox generated inside the fused kernels (no host work, no noise buffers)")
-    b = p.add_argument_group("directories (a data set; resumable; torchrun shards it over ranks)")
-    b.add_argument("--input-dir", help="restore every image in this folder into OUT_DIR/<name>.png")
-    b.add_argument("--batch-size", type=int, default=8, help="images of equal size per sampler call")
-    b.add_argument("--masks-dir", help="inpainting masks matched by file name (white = observed)")
-    b.add_argument("--manifest", help="CSV/JSON with name[, task, sigma_y, seed, noise_map] per image")
-    b.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding images")
 
 
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
