@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CMAKE_BUILD ?= build/cmake
 
-.PHONY: setup demo test pytest triton-test ctest clean
+.PHONY: setup demo test pytest triton-test ctest cuda-binding-check clean
 
 setup: $(VENV)/.ddrm_fast_installed
 
@@ -22,7 +22,7 @@ $(VENV)/.ddrm_fast_installed: setup.py pyproject.toml $(wildcard csrc/*.cpp csrc
 demo: setup
 	$(PY) -m ddrm_fast restore ddrm_fast/data/astronaut.png --task sr4 --sigma-y 0.05 -o demo_out
 
-test: setup pytest triton-test ctest
+test: setup pytest triton-test ctest cuda-binding-check
 
 pytest: setup
 	$(PY) -m pytest -q tests
@@ -36,6 +36,19 @@ ctest:
 	cmake -S . -B $(CMAKE_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(CMAKE_BUILD) -j 2
 	ctest --test-dir $(CMAKE_BUILD) --output-on-failure
+
+# the CUDA binding (csrc/ops_cuda.cpp) type-checked against torch's CUDA headers, which the CPU wheel ships too (all
+# but one generated macro header: a stub, searched last); needs only the CUDA toolkit's headers, skipped without nvcc
+cuda-binding-check: setup
+	@if command -v nvcc >/dev/null; then \
+	  cuda_inc=$$(nvcc --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$$ INCLUDES="\(.*\)"/\1/p'); \
+	  mkdir -p $(CMAKE_BUILD)/stub/c10/cuda/impl; \
+	  echo '#pragma once' > $(CMAKE_BUILD)/stub/c10/cuda/impl/cuda_cmake_macros.h; \
+	  $(CXX) -std=c++17 -w -fsyntax-only \
+	    $$($(PY) -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))") \
+	    $$cuda_inc -I$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])") \
+	    -Icsrc -I$(CMAKE_BUILD)/stub csrc/ops_cuda.cpp && echo "CUDA binding: type-checks"; \
+	else echo "no nvcc: CUDA binding check skipped"; fi
 
 clean:
 	rm -rf build $(CMAKE_BUILD) ddrm_fast/_C*.so *.egg-info

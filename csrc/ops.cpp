@@ -9,14 +9,15 @@
 namespace ddrm {
 
 std::tuple<at::Tensor, at::Tensor> spectral_step_cpu_op(const at::Tensor& xbar, const at::Tensor& epsbar,
-                                                        const at::Tensor& z, const at::Tensor& uty,
+                                                        const c10::optional<at::Tensor>& z, const at::Tensor& uty,
                                                         const at::Tensor& s, const at::Tensor& sigma_y,
                                                         const at::Tensor& coef, double eta, double eta_b,
-                                                        double eta_c, bool legacy_zero_singulars) {
+                                                        double eta_c, bool legacy_zero_singulars,
+                                                        const c10::optional<at::Tensor>& seeds, int64_t offset) {
   TORCH_CHECK(xbar.device().is_cpu(), "xbar must be a CPU tensor for the CPU kernel");
   SpectralStepArgs a{};
   auto result = prepare_spectral_step(a, xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c,
-                                      legacy_zero_singulars);
+                                      legacy_zero_singulars, seeds, offset);
   // rows are independent: parallel over the batch, a grain of one row (rows are large)
   at::parallel_for(0, a.batch, 1, [&](int64_t b0, int64_t b1) { spectral_step_cpu(a, b0, b1); });
   return result;
@@ -45,8 +46,9 @@ TORCH_LIBRARY(ddrm_fast, m) {
       "Tensor? z, Tensor? seeds, int offset, int[] group_shape, float eta, float eta_b, bool want_x0) "
       "-> (Tensor, Tensor)");
   m.def(
-      "spectral_step(Tensor xbar, Tensor epsbar, Tensor z, Tensor uty, Tensor s, Tensor sigma_y, Tensor coef, "
-      "float eta, float eta_b, float eta_c, bool legacy_zero_singulars) -> (Tensor, Tensor)");
+      "spectral_step(Tensor xbar, Tensor epsbar, Tensor? z, Tensor uty, Tensor s, Tensor sigma_y, Tensor coef, "
+      "float eta, float eta_b, float eta_c, bool legacy_zero_singulars, Tensor? seeds=None, int offset=0) "
+      "-> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(ddrm_fast, CPU, m) {

@@ -10,15 +10,16 @@
 namespace ddrm {
 
 std::tuple<at::Tensor, at::Tensor> spectral_step_cuda_op(const at::Tensor& xbar, const at::Tensor& epsbar,
-                                                         const at::Tensor& z, const at::Tensor& uty,
+                                                         const c10::optional<at::Tensor>& z, const at::Tensor& uty,
                                                          const at::Tensor& s, const at::Tensor& sigma_y,
                                                          const at::Tensor& coef, double eta, double eta_b,
-                                                         double eta_c, bool legacy_zero_singulars) {
+                                                         double eta_c, bool legacy_zero_singulars,
+                                                         const c10::optional<at::Tensor>& seeds, int64_t offset) {
   TORCH_CHECK(xbar.is_cuda(), "xbar must be a CUDA tensor for the CUDA kernel");
   const c10::cuda::CUDAGuard guard(xbar.device());
   SpectralStepArgs a{};
   auto result = prepare_spectral_step(a, xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c,
-                                      legacy_zero_singulars);
+                                      legacy_zero_singulars, seeds, offset);
   const int err = spectral_step_cuda(a, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == 0, "spectral_step CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
   return result;

@@ -19,15 +19,23 @@ inline void check_rows(const at::Tensor& t, const char* name, int64_t batch, int
 
 // Validates the inputs, allocates (out, x0bar) and fills `a`.
 inline std::tuple<at::Tensor, at::Tensor> prepare_spectral_step(
-    SpectralStepArgs& a, const at::Tensor& xbar, const at::Tensor& epsbar, const at::Tensor& z,
+    SpectralStepArgs& a, const at::Tensor& xbar, const at::Tensor& epsbar, const c10::optional<at::Tensor>& z,
     const at::Tensor& uty, const at::Tensor& s, const at::Tensor& sigma_y, const at::Tensor& coef, double eta,
-    double eta_b, double eta_c, bool legacy) {
+    double eta_b, double eta_c, bool legacy, const c10::optional<at::Tensor>& seeds, int64_t offset) {
   TORCH_CHECK(xbar.dim() == 2, "xbar must be 2-D (B, N), got ", xbar.sizes());
   const int64_t batch = xbar.size(0), n = xbar.size(1);
   const at::Device dev = xbar.device();
   check_rows(xbar, "xbar", batch, n, dev);
   check_rows(epsbar, "epsbar", batch, n, dev);
-  check_rows(z, "z", batch, n, dev);
+  if (z.has_value()) {
+    check_rows(*z, "z", batch, n, dev);
+  } else {
+    TORCH_CHECK(seeds.has_value(), "seeds must be given when z is not (in-kernel Philox noise)");
+    TORCH_CHECK(seeds->dim() == 1 && seeds->size(0) == batch && seeds->scalar_type() == at::kLong &&
+                    seeds->is_contiguous() && seeds->device() == dev,
+                "seeds must be a contiguous int64 (B,) tensor with B=", batch, " on ", dev, ", got ", seeds->sizes());
+  }
+  TORCH_CHECK(offset >= 0, "offset must be >= 0, got ", offset);
   TORCH_CHECK(uty.dim() == 2 && uty.size(0) == batch && uty.size(1) <= n, "uty must be (B, m) with B=", batch,
               " and m <= N=", n, ", got ", uty.sizes());
   const int64_t m = uty.size(1);
@@ -49,7 +57,9 @@ inline std::tuple<at::Tensor, at::Tensor> prepare_spectral_step(
   at::Tensor x0 = at::empty_like(xbar);
   a.xbar = xbar.data_ptr<float>();
   a.epsbar = epsbar.data_ptr<float>();
-  a.z = z.data_ptr<float>();
+  a.z = z.has_value() ? z->data_ptr<float>() : nullptr;
+  a.seeds = z.has_value() ? nullptr : seeds->data_ptr<int64_t>();
+  a.offset = static_cast<uint64_t>(offset);
   a.uty = uty.data_ptr<float>();
   a.s = s.data_ptr<float>();
   a.sigma_y = sigma_y.data_ptr<float>();

@@ -38,24 +38,28 @@ def extension_error() -> Optional[str]:
 # --- spectral_step: the three-case DDRM update on V^T-space tensors, fused with the x0 prediction -------------------
 if _C is not None:
     @torch.library.register_fake("ddrm_fast::spectral_step")
-    def _spectral_step_fake(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars):
+    def _spectral_step_fake(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars,
+                            seeds=None, offset=0):
         # shapes only: two (B, N) float32 outputs
         return torch.empty_like(xbar, dtype=torch.float32), torch.empty_like(xbar, dtype=torch.float32)
 
 
-def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor,
-                  sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float, eta_c: Optional[float] = None,
-                  legacy_zero_singulars: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: Optional[torch.Tensor], uty: torch.Tensor,
+                  s: torch.Tensor, sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float,
+                  eta_c: Optional[float] = None, legacy_zero_singulars: bool = False,
+                  seeds: Optional[torch.Tensor] = None, offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """The compiled :func:`ddrm_fast.reference.spectral_step` (same arguments, same results to float32 rounding).
 
     xbar, epsbar, z: (B, N); uty: (B, m); s: (1|B, m); sigma_y: (1|B, 1|m); coef: (4,) on the same device.
+    Noise: ``z``, or (z None) in-kernel Philox from per-sample ``seeds`` (B,) int64 at ``offset``, element j of a
+    row being coordinate j (the numbers of ``reference.philox_normal(seeds, offset, N)``).
     Returns (sqrt(abar') * new, x0bar), float32 (B, N).
     """
     if _C is None:
         raise RuntimeError(f"ddrm_fast._C is not available: {_EXT_ERROR}")
     eta_c = eta if eta_c is None else eta_c
     return torch.ops.ddrm_fast.spectral_step(xbar, epsbar, z, uty, s, sigma_y, coef, float(eta), float(eta_b),
-                                             float(eta_c), bool(legacy_zero_singulars))
+                                             float(eta_c), bool(legacy_zero_singulars), seeds, int(offset))
 
 
 # --- group_step: the one-pass step for rank-one-per-group operators (no explicit V) ---------------------------------

@@ -185,9 +185,11 @@ def _kernels(backend: str):
         return ops.spectral_step, ops.group_step
     from .triton import group_step, spectral_step  # noqa: F401  (importing registers the ops)
 
-    def spectral(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c=None, legacy_zero_singulars=False):
+    def spectral(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c=None, legacy_zero_singulars=False,
+                 seeds=None, offset=0):
         return torch.ops.ddrm_fast_triton.spectral_step(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b,
-                                                        eta if eta_c is None else eta_c, legacy_zero_singulars)
+                                                        eta if eta_c is None else eta_c, legacy_zero_singulars,
+                                                        seeds, offset)
 
     def group(x, eps, y, weights, observed, sigma_y, coef, group_shape, eta, eta_b, z=None, seeds=None, offset=0,
               want_x0=False):
@@ -416,7 +418,8 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         source = CompatNoise(legacy.singulars(), float(sy), coef[:, 2], batch, n, generator, device, to_layout,
                              operator.image_shape)
     elif noise == "philox":
-        source = _PhiloxNoise(philox_seeds(generator, batch, device), shape, in_kernel=fused_group)
+        # the fused kernels (group and spectral) generate it; the reference materialises the same numbers
+        source = _PhiloxNoise(philox_seeds(generator, batch, device), shape, in_kernel=backend != "reference")
     else:
         source = _TorchNoise(shape, generator, device)
     if x_T is None:
@@ -450,14 +453,19 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         spectral = reference.spectral_step if backend == "reference" else _kernels(backend)[0]
         to_spec = operator.Vt if grouped else (lambda t: t)  # image-layout noise of group operators
 
+        def spectral_noise(z, offset):  # drawn noise in the spectral layout, or the kernel's Philox seeds and offset
+            return (to_spec(z), {}) if z is not None else (None, {"seeds": source.seeds, "offset": offset})
+
         def step(x, eps, z, cf, et, eb, offset):
             # the transforms run in float32 whatever the model's output dtype
-            return operator.V(spectral(operator.Vt(x), operator.Vt(eps.float()), to_spec(z), yv, s, sy, cf, et,
-                                       eb)[0]).reshape(image)
+            zv, kw = spectral_noise(z, offset)
+            return operator.V(spectral(operator.Vt(x), operator.Vt(eps.float()), zv, yv, s, sy, cf, et, eb,
+                                       **kw)[0]).reshape(image)
 
         def initial(z):
             zeros = torch.zeros(batch, n, device=device)
-            return operator.V(spectral(zeros, zeros, to_spec(z), yv, s, sy, init_coef, 1.0, 1.0)[0]).reshape(image)
+            zv, kw = spectral_noise(z, INIT_OFFSET)
+            return operator.V(spectral(zeros, zeros, zv, yv, s, sy, init_coef, 1.0, 1.0, **kw)[0]).reshape(image)
 
     def loop(z_init, noise_at: Callable[[int], Optional[torch.Tensor]]) -> torch.Tensor:
         # only x_t lives across the model call; x_t, eps and x_{t'} (and drawn noise) across the step

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "ddrm_update.h"
+#include "philox.h"
 
 namespace ddrm {
 
@@ -12,7 +13,9 @@ namespace ddrm {
 struct SpectralStepArgs {
   const float* xbar;    // (B, N) V^T x_t
   const float* epsbar;  // (B, N) V^T eps
-  const float* z;       // (B, N) the step's noise
+  const float* z;       // (B, N) the step's noise, or nullptr: Philox from seeds/offset, element = coordinate
+  const int64_t* seeds; // (B,) per-sample Philox keys when z is nullptr
+  uint64_t offset;      // the step's Philox counter offset
   const float* uty;     // (B, m) U^T y
   const float* s;       // singular values, row stride s_bstride (0: shared by the batch), length m
   const float* sigma_y; // noise std, element (b, j) at b * sy_bstride + j * sy_jstride

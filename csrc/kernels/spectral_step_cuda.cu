@@ -19,8 +19,9 @@ __global__ void spectral_step_kernel(SpectralStepArgs a) {
       sy = a.sigma_y[b * a.sy_bstride + j * a.sy_jstride];
       u = a.uty[b * a.m + j];
     }
+    const float zz = a.z ? a.z[idx] : philox_normal(static_cast<uint64_t>(a.seeds[b]), a.offset, (uint64_t)j);
     float x0v;
-    a.out[idx] = sqan * ddrm_spectral_element(a.xbar[idx], a.epsbar[idx], a.z[idx], in_range, s, sy, u, sqa, sq1m, sn,
+    a.out[idx] = sqan * ddrm_spectral_element(a.xbar[idx], a.epsbar[idx], zz, in_range, s, sy, u, sqa, sq1m, sn,
                                               a.eta, a.eta_b, a.eta_c, a.legacy_zero_singulars, &x0v);
     if (a.x0bar) a.x0bar[idx] = x0v;
   }

@@ -2,18 +2,20 @@
 (reference: ddrm_fast.reference.spectral_step)."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
 from . import interpreting
+from .group_step import philox_normal
 
 
 @triton.jit
-def _spectral_step_kernel(xb_ptr, eb_ptr, z_ptr, u_ptr, s_ptr, s_bs, sy_ptr, sy_bs, sy_js, coef_ptr, out_ptr, x0_ptr,
-                          N, M, eta, eta_b, eta_c, LEGACY: tl.constexpr, BLOCK: tl.constexpr):
+def _spectral_step_kernel(xb_ptr, eb_ptr, z_ptr, seeds_ptr, off_lo, off_hi, u_ptr, s_ptr, s_bs, sy_ptr, sy_bs, sy_js,
+                          coef_ptr, out_ptr, x0_ptr, N, M, eta, eta_b, eta_c, LEGACY: tl.constexpr,
+                          HAS_Z: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(1).to(tl.int64)
     j = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
     mask = j < N
@@ -24,7 +26,10 @@ def _spectral_step_kernel(xb_ptr, eb_ptr, z_ptr, u_ptr, s_ptr, s_bs, sy_ptr, sy_
     sqan = tl.load(coef_ptr + 3)
     xb = tl.load(xb_ptr + row * N + j, mask=mask, other=0.0)
     eb = tl.load(eb_ptr + row * N + j, mask=mask, other=0.0)
-    zz = tl.load(z_ptr + row * N + j, mask=mask, other=0.0)
+    if HAS_Z:
+        zz = tl.load(z_ptr + row * N + j, mask=mask, other=0.0)
+    else:  # element j of the row's Philox stream
+        zz = philox_normal(tl.load(seeds_ptr + row), off_lo, off_hi, j.to(tl.uint32))
     s = tl.load(s_ptr + row * s_bs + j, mask=in_m, other=0.0)
     sy = tl.load(sy_ptr + row * sy_bs + j * sy_js, mask=in_m, other=1.0)
     u = tl.load(u_ptr + row * M + j, mask=in_m, other=0.0)
@@ -44,11 +49,17 @@ def _spectral_step_kernel(xb_ptr, eb_ptr, z_ptr, u_ptr, s_ptr, s_bs, sy_ptr, sy_
     tl.store(x0_ptr + row * N + j, x0, mask=mask)
 
 
-def _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy):
+def _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy, seeds=None, offset=0):
     for name, t in (("xbar", xbar), ("epsbar", epsbar), ("z", z)):
+        if t is None:
+            continue
         if t.dim() != 2 or t.shape != xbar.shape or t.dtype != torch.float32 or not t.is_contiguous():
             raise ValueError(f"{name} must be contiguous float32 of shape {tuple(xbar.shape)}")
     B, N = xbar.shape
+    if z is None and (seeds is None or seeds.shape != (B,) or seeds.dtype != torch.int64):
+        raise ValueError("seeds must be an int64 (B,) tensor when z is not given")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
     M = uty.shape[1]
     if uty.shape[0] != B or M > N or s.shape[1] != M or s.shape[0] not in (1, B):
         raise ValueError(f"uty must be (B, m) and s (1|B, m), got {tuple(uty.shape)} and {tuple(s.shape)}")
@@ -56,28 +67,33 @@ def _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy):
         raise ValueError(f"sigma_y must be (1|B, 1|m), got {tuple(sigma_y.shape)}")
     out, x0 = torch.empty_like(xbar), torch.empty_like(xbar)
     block = 1024
+    dummy = coef  # any valid pointer for the argument a variant does not read
     _spectral_step_kernel[(triton.cdiv(N, block), B)](
-        xbar, epsbar, z, uty.contiguous(), s.contiguous(), 0 if s.shape[0] == 1 else M, sigma_y.contiguous(),
-        0 if sigma_y.shape[0] == 1 else sigma_y.shape[1], 0 if sigma_y.shape[1] == 1 else 1, coef, out, x0, N, M,
-        float(eta), float(eta_b), float(eta_c), LEGACY=bool(legacy), BLOCK=block)
+        xbar, epsbar, z if z is not None else dummy, seeds.contiguous() if z is None else dummy, offset & 0xFFFFFFFF,
+        (offset >> 32) & 0xFFFFFFFF, uty.contiguous(), s.contiguous(), 0 if s.shape[0] == 1 else M,
+        sigma_y.contiguous(), 0 if sigma_y.shape[0] == 1 else sigma_y.shape[1], 0 if sigma_y.shape[1] == 1 else 1,
+        coef, out, x0, N, M,
+        float(eta), float(eta_b), float(eta_c), LEGACY=bool(legacy), HAS_Z=z is not None, BLOCK=block)
     return out, x0
 
 
 @torch.library.custom_op("ddrm_fast_triton::spectral_step", mutates_args=(), device_types="cuda")
-def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor,
-                  sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float, eta_c: float,
-                  legacy_zero_singulars: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: Optional[torch.Tensor], uty: torch.Tensor,
+                  s: torch.Tensor, sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float, eta_c: float,
+                  legacy_zero_singulars: bool, seeds: Optional[torch.Tensor] = None,
+                  offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Triton :func:`ddrm_fast.reference.spectral_step` (arguments as :func:`ddrm_fast.ops.spectral_step`)."""
-    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars)
+    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds, offset)
 
 
 @spectral_step.register_kernel("cpu")
-def _spectral_step_cpu(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars):
+def _spectral_step_cpu(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds=None,
+                       offset=0):
     if not interpreting():
         raise RuntimeError("ddrm_fast_triton ops run on CUDA, or on the CPU with TRITON_INTERPRET=1")
-    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars)
+    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds, offset)
 
 
 @spectral_step.register_fake
-def _(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars):
+def _(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds=None, offset=0):
     return torch.empty_like(xbar), torch.empty_like(xbar)

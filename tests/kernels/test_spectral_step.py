@@ -42,3 +42,24 @@ def test_opcheck(backend, device):
         import ddrm_fast.triton.spectral_step  # noqa: F401  (registers the op)
     torch.library.opcheck(fn.default, (t["xbar"], t["epsbar"], t["z"], t["uty"], t["s"], t["sigma_y"], t["coef"],
                                        0.85, 0.7, 0.6, False))
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("offset", [3, (1 << 32) + 1])  # a step, and the initial draw's offset past 32 bits
+def test_in_kernel_philox_equals_the_reference_stream(backend, device, offset):
+    # no z: each row draws element j of its own seed's Philox stream, the numbers reference.philox_normal gives
+    t = _inputs(device, b=3, s_batch=3, sy_shape=(3, 527))
+    seeds = torch.tensor([5, 2**62 - 1, 123456789012], device=device)
+    spectral, _ = _kernels(backend)
+    drawn = R.philox_normal(seeds.cpu(), offset, t["xbar"].shape[1])
+    got = spectral(**{**t, "z": None}, eta=0.85, eta_b=0.7, eta_c=0.6, seeds=seeds, offset=offset)
+    want = R.spectral_step(**{k: v.cpu() for k, v in {**t, "z": drawn}.items()}, eta=0.85, eta_b=0.7, eta_c=0.6)
+    for g_, w_ in zip(got, want):
+        assert ((g_.cpu() - w_).abs().max() / w_.abs().max()).item() <= 1e-5
+    with pytest.raises((RuntimeError, ValueError), match="seeds"):
+        spectral(**{**t, "z": None}, eta=0.85, eta_b=0.7)
+    if backend == "triton":
+        import ddrm_fast.triton.spectral_step  # noqa: F401  (registers the op)
+    fn = torch.ops.ddrm_fast.spectral_step if backend != "triton" else torch.ops.ddrm_fast_triton.spectral_step
+    torch.library.opcheck(fn.default, (t["xbar"], t["epsbar"], None, t["uty"], t["s"], t["sigma_y"], t["coef"],
+                                       0.85, 0.7, 0.6, False, seeds, offset))
