@@ -262,3 +262,17 @@ def test_speed_options_reach_the_sampler(tmp_path):
     assert restore.sampler_options(args, cuda)["cuda_graph"] is True
     with pytest.raises(ValueError, match="--cuda-graph needs a CUDA device"):
         restore.sampler_options(args, cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_a_graphed_folder_job_equals_the_eager_one(tmp_path):
+    # per-image masks: every batch a new inpainting operator, all replaying one captured graph
+    inp = _dataset(tmp_path / "in", n=5)
+    model = _tiny_model(tmp_path)
+    common = ["restore", "--input-dir", str(inp), "--task", "inp", "--steps", "4", "--no-progress", "--model", model,
+              "--batch-size", "2", "--num-workers", "0", "--noise", "philox", "--device", "cuda"]
+    assert cli(common + ["-o", str(tmp_path / "eager")]) == 0
+    assert cli(common + ["-o", str(tmp_path / "graph"), "--cuda-graph"]) == 0
+    for i in range(5):
+        a, b = _pixels(tmp_path / "eager" / f"img{i}.png"), _pixels(tmp_path / "graph" / f"img{i}.png")
+        assert np.abs(a - b).max() <= 1, i

@@ -162,6 +162,20 @@ def test_class_conditional_models_need_a_label(small_png, tmp_path, capsys):
                 "-o", str(tmp_path / "o"), "--no-progress"]) == 0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA modes need a GPU")
+def test_bench_runs_every_mode_on_the_gpu(tmp_path):
+    import csv
+
+    out = tmp_path / "bench"
+    assert cli(["bench", "--batch", "2", "--steps", "3", "--repeats", "1", "--size", "32", "--out", str(out)]) == 0
+    rows = {r["mode"]: r for r in csv.DictReader(open(out / "bench.csv"))}
+    assert list(rows) == ["reference", "fused", "fused_bf16", "graphs", "compiled_bf16"]
+    assert float(rows["graphs"]["psnr_vs_reference"]) > 60  # a replayed graph computes what eager mode does
+    assert 25 < float(rows["compiled_bf16"]["psnr_vs_reference"]) < 90
+    for mode in ("fused", "fused_bf16"):  # eager: the allocator's peak is the loop's (graphs add their pools)
+        assert 0 < float(rows[mode]["peak_mib"]) and float(rows[mode]["buffers_per_sample"]) <= 3, mode
+
+
 def test_live_bytes_counts_storages_alive_together():
     from ddrm_fast.cli.bench import LiveBytes, buffers_per_sample
 
