@@ -79,7 +79,9 @@ def test_whole_sample_equals_reference(backend, device, noise, kind):
 def test_half_precision_model_output(backend, device, dtype):
     """A model returning fp16/bf16 eps: the fused steps read it as is, the transforms upcast. Backends agree to the
     model's precision: a float32-rounding difference in x_t can flip one rounding of eps to half precision (a
-    relative 2**-8 for bf16), which the remaining steps carry on."""
+    relative 2**-8 for bf16, 2**-11 for fp16), which the remaining steps carry on: a bound of 4 such flips (40 seeds here: at most 2.2)."""
+    torch.manual_seed(0)
+    bound = 4 * (2**-8 if dtype == torch.bfloat16 else 2**-11)
     for op in (O.SuperRes(2, (3, 6, 10)).to(device), O.Blur([0.25, 0.5, 0.25], (3, 7, 9)).to(device)):
         base = GaussianPriorEps(std=0.5).to(device)
         model = lambda x, t: base(x, t).to(dtype)  # noqa: E731
@@ -87,7 +89,7 @@ def test_half_precision_model_output(backend, device, dtype):
         outs = [ddrm_sample(model, y, op, 0.05, steps=5, backend=be, generator=torch.Generator().manual_seed(0))
                 for be in ("reference", backend)]
         assert outs[1].dtype == torch.float32
-        assert ((outs[1] - outs[0]).abs().max() / outs[0].abs().max()).item() <= 5e-3
+        assert ((outs[1] - outs[0]).abs().max() / outs[0].abs().max()).item() <= bound
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
