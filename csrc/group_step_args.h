@@ -5,6 +5,7 @@
 
 #include <tuple>
 
+#include "philox_args.h"
 #include "kernels/group_step.h"
 
 namespace ddrm {
@@ -67,10 +68,7 @@ inline std::tuple<at::Tensor, at::Tensor> prepare_group_step(
                 "z must be float32 with the shape of x ", x.sizes(), " on ", dev, ", got ", z->sizes(), " ",
                 z->scalar_type());
   } else {
-    TORCH_CHECK(seeds.has_value(), "seeds must be given when z is not (in-kernel Philox noise)");
-    TORCH_CHECK(seeds->dim() == 1 && seeds->size(0) == B && seeds->scalar_type() == at::kLong &&
-                    seeds->is_contiguous() && seeds->device() == dev,
-                "seeds must be a contiguous int64 (B,) tensor with B=", B, " on ", dev, ", got ", seeds->sizes());
+    check_seeds(seeds, B, dev);
   }
   TORCH_CHECK(offset >= 0, "offset must be >= 0, got ", offset);
   TORCH_CHECK(eta >= 0 && eta <= 1 && eta_b >= 0 && eta_b <= 1, "eta and eta_b must lie in [0, 1], got ", eta, ", ",

@@ -5,6 +5,7 @@
 
 #include <tuple>
 
+#include "philox_args.h"
 #include "kernels/spectral_step.h"
 
 namespace ddrm {
@@ -30,10 +31,7 @@ inline std::tuple<at::Tensor, at::Tensor> prepare_spectral_step(
   if (z.has_value()) {
     check_rows(*z, "z", batch, n, dev);
   } else {
-    TORCH_CHECK(seeds.has_value(), "seeds must be given when z is not (in-kernel Philox noise)");
-    TORCH_CHECK(seeds->dim() == 1 && seeds->size(0) == batch && seeds->scalar_type() == at::kLong &&
-                    seeds->is_contiguous() && seeds->device() == dev,
-                "seeds must be a contiguous int64 (B,) tensor with B=", batch, " on ", dev, ", got ", seeds->sizes());
+    check_seeds(seeds, batch, dev);
   }
   TORCH_CHECK(offset >= 0, "offset must be >= 0, got ", offset);
   TORCH_CHECK(uty.dim() == 2 && uty.size(0) == batch && uty.size(1) <= n, "uty must be (B, m) with B=", batch,
