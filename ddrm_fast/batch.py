@@ -360,7 +360,7 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
     """Restore every image of ``input_dir`` into ``out_dir/<stem>.png`` (this rank's share); returns this rank's
     counts: ``ok``, ``failed``, ``psnr_sum``/``psnr_n``, ``sampler_s``, ``io_s``, ``load_s``, ``seconds``.
     ``sampler_options`` are further ``ddrm_sample`` keywords (``noise``, ``model_dtype``, ``channels_last``,
-    ``compile``)."""
+    ``compile``, ``cuda_graph``)."""
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     t_start = time.perf_counter()
