@@ -7,9 +7,12 @@ its measurement noise, the sampler's noise) comes from a generator seeded by the
 does not depend on batch size, neighbours, worker count or rank count.
 
 Nothing is lost or written partially: a result is written under a temporary name and renamed; finished images are
-skipped on rerun; each finished or failed image appends a line to the report as it happens. A bad item (unreadable,
-wrong mode, size not divisible, mask of the wrong size) is reported and skipped. A batch that runs out of GPU memory
-is split in halves and retried, down to single images.
+skipped on rerun; each finished or failed image appends a line to the report as it happens. The output folder is the
+user's: the job holds a lock on it (:class:`ddrm_fast.files.FolderLock`), overwrites only PNGs it wrote itself (they
+carry a ``ddrm-fast`` text chunk) and removes only its own temporaries. A bad item (a file that is not a regular
+file, unreadable, oversized, wrong mode, size not divisible, a mask or noise map of the wrong size, a bad manifest
+entry, an existing output it did not write) is reported and skipped, whatever exception it raised. A batch that runs
+out of GPU memory is split in halves and retried, down to single images.
 """
 from __future__ import annotations
 
@@ -22,18 +25,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from . import operators as O
 from . import tasks
-from .imageio import psnr_ssim, read_image, read_mask, write_png
+from .files import (FolderLock, check_regular, open_regular, read_npy, remove_own_temporaries, same_folder,
+                    write_text)
+from .imageio import image_size, psnr_ssim, read_image, read_mask, read_png_info, write_png
 from .sampler import ddrm_sample
 
-__all__ = ["Item", "plan", "read_manifest", "restore_dir", "default_seed", "IMAGE_EXTENSIONS"]
+__all__ = ["Item", "plan", "read_manifest", "restore_dir", "default_seed", "check_output_folder", "clean_partial",
+           "summarize", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-_TMP_MARK = ".tmp"
+_SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 
 
 def default_seed(name: str) -> int:
@@ -60,39 +65,92 @@ class Item:
         return os.path.splitext(self.name)[0]
 
 
-def read_manifest(path: str) -> Dict[str, dict]:
-    """name -> settings from a CSV (header: name[,task][,sigma_y][,seed][,noise_map]) or a JSON list of objects."""
-    if not os.path.isfile(path):
-        raise ValueError(f"manifest {path}: no such file")
-    try:
-        if path.lower().endswith(".json"):
-            with open(path) as f:
-                rows = json.load(f)
-            if isinstance(rows, dict):
-                rows = [{"name": k, **v} for k, v in rows.items()]
-        else:
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
-    except (OSError, ValueError, csv.Error) as exc:
-        raise ValueError(f"manifest {path}: unreadable ({exc})") from None
-    out = {}
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not row.get("name"):
-            raise ValueError(f"manifest {path}: entry {i + 1} has no name")
-        entry = {}
+def _entry(row: dict, base: str) -> dict:
+    """One manifest row's settings, checked: a ValueError names the field that is wrong."""
+    entry = {}
+    for key in row:
+        if key not in ("name", "task", "sigma_y", "seed", "noise_map"):
+            raise ValueError(f"unknown field {key!r} (known: name, task, sigma_y, seed, noise_map)")
+    task = row.get("task")
+    if task not in (None, ""):
+        if not isinstance(task, str):
+            raise ValueError(f"task {task!r} is not a task name")
+        entry["task"] = task
+    sigma = row.get("sigma_y")
+    if sigma not in (None, ""):
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, str)):
+            raise ValueError(f"sigma_y {sigma!r} is not a number")
         try:
-            if row.get("task"):
-                entry["task"] = str(row["task"])
-            if row.get("sigma_y") not in (None, ""):
-                entry["sigma_y"] = float(row["sigma_y"])
-            if row.get("seed") not in (None, ""):
-                entry["seed"] = int(row["seed"])
+            entry["sigma_y"] = float(sigma)
+        except ValueError:
+            raise ValueError(f"sigma_y {sigma!r} is not a number") from None
+    seed = row.get("seed")
+    if seed not in (None, ""):
+        if isinstance(seed, bool) or not isinstance(seed, (int, str)):
+            raise ValueError(f"seed {seed!r} is not an integer")
+        try:
+            entry["seed"] = int(seed)
+        except ValueError:
+            raise ValueError(f"seed {seed!r} is not an integer") from None
+        if not _SEED_RANGE[0] <= entry["seed"] <= _SEED_RANGE[1]:
+            raise ValueError(f"seed {seed} is outside [-2^63, 2^64)")
+    noise_map = row.get("noise_map")
+    if noise_map not in (None, ""):
+        if not isinstance(noise_map, str):
+            raise ValueError(f"noise_map {noise_map!r} is not a file name")
+        entry["noise_map"] = os.path.join(base, noise_map)
+    return entry
+
+
+def read_manifest(path: str) -> Tuple[Dict[str, dict], List[Tuple[str, str]]]:
+    """Per-image settings from a CSV (header: name[,task][,sigma_y][,seed][,noise_map]) or JSON (a list of objects,
+    or an object of name: settings).
+
+    Returns (name -> settings, bad entries as (label, reason)): an entry that cannot be used is a bad item of the
+    job, reported by name. A file that is not a manifest at all is a ValueError (a bad invocation).
+    """
+    try:
+        with open_regular(path, "--manifest", "rb") as f:
+            text = f.read().decode("utf-8-sig")
+        if path.lower().endswith(".json"):
+            rows = json.loads(text)
+            if isinstance(rows, dict):  # name: settings; a value that is not an object is that entry's error
+                rows = [{**v, "name": k} if isinstance(v, dict) else (k, v) for k, v in rows.items()]
+            elif not isinstance(rows, list):
+                raise ValueError(f"expected a list of objects or an object of name: settings, got "
+                                 f"{type(rows).__name__}")
+        else:
+            rows = list(csv.DictReader(text.splitlines()))
+    except (UnicodeDecodeError, csv.Error, json.JSONDecodeError) as exc:
+        raise ValueError(f"--manifest {path}: unreadable ({str(exc).splitlines()[0][:160]})") from None
+    except ValueError as exc:
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith("--manifest") else f"--manifest {path}: {msg}") from None
+    out: Dict[str, dict] = {}
+    bad: List[Tuple[str, str]] = []
+    seen = set()
+    base = os.path.dirname(os.path.abspath(path))
+    for i, row in enumerate(rows):
+        if isinstance(row, tuple):  # {"name": <not an object>}
+            bad.append((str(row[0]), f"manifest entry: expected an object of settings, got {type(row[1]).__name__}"))
+            continue
+        if not isinstance(row, dict):
+            bad.append((f"manifest entry {i + 1}", f"expected an object, got {type(row).__name__}"))
+            continue
+        name = row.get("name")
+        if not isinstance(name, str) or not name:
+            bad.append((f"manifest entry {i + 1}", "has no name"))
+            continue
+        if name in seen:
+            if out.pop(name, None) is not None:
+                bad.append((name, "listed more than once in the manifest"))
+            continue
+        seen.add(name)
+        try:
+            out[name] = _entry(row, base)
         except ValueError as exc:
-            raise ValueError(f"manifest {path}: entry {row['name']!r}: {exc}") from None
-        if row.get("noise_map"):
-            entry["noise_map"] = os.path.join(os.path.dirname(os.path.abspath(path)), str(row["noise_map"]))
-        out[str(row["name"])] = entry
-    return out
+            bad.append((name, f"manifest entry: {exc}"))
+    return out, bad
 
 
 def _find_mask(masks_dir: Optional[str], item_name: str) -> Optional[str]:
@@ -101,54 +159,56 @@ def _find_mask(masks_dir: Optional[str], item_name: str) -> Optional[str]:
     stem = os.path.splitext(item_name)[0]
     for cand in [item_name] + [stem + ext for ext in IMAGE_EXTENSIONS]:
         p = os.path.join(masks_dir, cand)
-        if os.path.isfile(p):
+        if os.path.lexists(p):  # whatever it is: reading it decides whether it is a usable mask
             return p
+    return None
+
+
+def _item_error(it: Item, in_folder: bool, sharing: List[str], masks_dir: Optional[str]) -> Optional[str]:
+    """Why an item cannot be restored, from its settings and its file's header alone (None: no reason yet)."""
+    if not in_folder:
+        return "listed in the manifest but not found in the input folder"
+    if len(sharing) > 1:
+        return f"several inputs share the output name {it.stem}.png: {', '.join(sharing)}"
+    if it.task not in tasks.TASKS:
+        return f"unknown task {it.task!r}"
+    if not 0 <= it.sigma_y <= 1:
+        return f"sigma_y {it.sigma_y} outside [0, 1]"
+    if masks_dir is not None and it.mask is None and it.task == "inp":
+        return f"no mask for it in {masks_dir}"
+    try:
+        it.size = image_size(it.path, "image")  # the header only: sizes for batching
+    except Exception as exc:  # noqa: BLE001 - whatever reading the header raised, the file is what is wrong
+        return str(exc) if isinstance(exc, ValueError) else f"not a readable image ({type(exc).__name__}: {exc})"
     return None
 
 
 def plan(input_dir: str, *, task: str, sigma_y: float, manifest: Optional[str] = None,
          masks_dir: Optional[str] = None, rank: int = 0, world: int = 1) -> List[Item]:
     """This rank's items, sorted by name: the images of ``input_dir`` (and the manifest's names), each with its
-    task, sigma_y, seed, mask and noise map. Items whose settings are already wrong carry ``error``."""
+    task, sigma_y, seed, mask and noise map. Items that are already known to be bad carry ``error``."""
     if not os.path.isdir(input_dir):
         raise ValueError(f"--input-dir {input_dir}: no such folder")
     if masks_dir is not None and not os.path.isdir(masks_dir):
         raise ValueError(f"--masks-dir {masks_dir}: no such folder")
-    entries = read_manifest(manifest) if manifest else {}
-    names = sorted(n for n in os.listdir(input_dir) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-                   and _TMP_MARK not in n)
-    by_stem = {}
+    entries, bad_entries = read_manifest(manifest) if manifest else ({}, [])
+    names = sorted(n for n in os.listdir(input_dir) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+    by_stem: Dict[str, List[str]] = {}
     for n in names:
         by_stem.setdefault(os.path.splitext(n)[0], []).append(n)
-    resolved = {}
-    for key in entries:  # manifest names may be given with or without the extension
-        hit = key if key in names else (by_stem.get(key, [None])[0])
-        resolved[hit or key] = entries[key]
-    all_names = sorted(set(names) | set(resolved))
+
+    def resolve(key: str) -> str:  # manifest names may be given with or without the extension
+        return key if key in names else by_stem.get(key, [key])[0]
+
+    resolved = {resolve(k): v for k, v in entries.items()}
+    bad = {resolve(label): reason for label, reason in bad_entries}
     items = []
-    for n in all_names[rank::world]:
+    for n in sorted(set(names) | set(resolved) | set(bad))[rank::world]:
         e = resolved.get(n, {})
         it = Item(name=n, path=os.path.join(input_dir, n), task=e.get("task", task),
                   sigma_y=e.get("sigma_y", sigma_y), seed=e.get("seed", default_seed(n)),
                   mask=_find_mask(masks_dir, n), noise_map=e.get("noise_map"))
-        if n not in names:
-            it.error = "listed in the manifest but not found in the input folder"
-        elif len(by_stem[it.stem]) > 1:
-            it.error = f"several inputs share the output name {it.stem}.png: {', '.join(by_stem[it.stem])}"
-        elif it.task not in tasks.TASKS:
-            it.error = f"unknown task {it.task!r}"
-        elif not 0 <= it.sigma_y <= 1:
-            it.error = f"sigma_y {it.sigma_y} outside [0, 1]"
-        elif masks_dir is not None and it.mask is None and it.task == "inp":
-            it.error = f"no mask for it in {masks_dir}"
-        else:
-            try:
-                from PIL import Image
-
-                with Image.open(it.path) as im:  # the header only: sizes for batching
-                    it.size = (im.height, im.width)
-            except Exception as exc:  # noqa: BLE001 - any decoder failure is this item's problem
-                it.error = f"not a readable image ({exc})"
+        it.error = bad.get(n) or _item_error(it, n in names, by_stem.get(it.stem, []), masks_dir)
         items.append(it)
     return items
 
@@ -169,8 +229,8 @@ class _Batches(torch.utils.data.Dataset):
         for it in self.batches[i]:
             try:
                 out.append((it, self._load(it), None))
-            except ValueError as exc:
-                out.append((it, None, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - whatever an item raises (MemoryError too) is its own failure
+                out.append((it, None, _reason(exc)))
         return out, time.perf_counter() - t0
 
     def _load(self, it: Item) -> dict:
@@ -190,13 +250,19 @@ class _Batches(torch.utils.data.Dataset):
             raise ValueError("an observed inpainting input needs its mask (--masks-dir)")
         noise = None
         if it.noise_map is not None:
-            try:
-                noise = torch.from_numpy(np.load(it.noise_map).astype(np.float32))
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"noise map {it.noise_map}: unreadable ({exc})") from None
+            # y never has more entries than the restored image: a larger declared shape is refused unread
+            noise = torch.from_numpy(read_npy(it.noise_map, "noise map", max_elements=3 * out_h * out_w))
             if not bool(torch.isfinite(noise).all()) or bool((noise < 0).any()):
                 raise ValueError(f"noise map {it.noise_map}: values must be finite and >= 0")
         return {"image": img, "mask": mask, "noise": noise}
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a bad item: our own messages as they are, anything else with its exception type."""
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    if isinstance(exc, ValueError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --- one batch: operator, measurements, sampling -------------------------------------------------------------------
@@ -304,16 +370,30 @@ class _Job:
         self.stats["sampler_s"] += seconds
         t1 = time.perf_counter()
         for (it, _, _, _, clean, _), xi in zip(group, x):
-            write_png(xi, os.path.join(self.out_dir, it.stem + ".png"))
             rec = {"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed, "status": "ok",
                    "seconds": seconds / len(group), "batch": len(group), "rank": self.rank}
             if clean is not None:
                 rec["psnr"], rec["ssim"] = psnr_ssim(xi, clean)
-                self.stats["psnr_sum"] += rec["psnr"]
-                self.stats["psnr_n"] += 1
-            self.stats["ok"] += 1
-            self.log(rec)
+            try:  # the scores travel inside the PNG: a resumed job reports them even if this line is cut off
+                write_png(xi, os.path.join(self.out_dir, it.stem + ".png"), _png_info(rec))
+            except Exception as exc:  # noqa: BLE001 - a full disk fails this image; nothing partial stays behind
+                self.fail(it, f"could not write {it.stem}.png: {_reason(exc)}")
+                continue
+            self.done(rec)
         self.stats["io_s"] += time.perf_counter() - t1
+
+    def done(self, rec: dict, this_run: bool = True) -> None:
+        """Report a finished image (``this_run`` False: one a killed run finished, recovered now)."""
+        self.stats["ok"] += int(this_run)
+        if this_run and "psnr" in rec:
+            self.stats["psnr_sum"] += rec["psnr"]
+            self.stats["psnr_n"] += 1
+        self.log(rec)
+
+
+def _png_info(rec: dict) -> dict:
+    """What a restored PNG records of itself: the item and its scores."""
+    return {k: rec[k] for k in ("name", "task", "sigma_y", "seed", "psnr", "ssim") if k in rec}
 
 
 def _identity(batch):
@@ -328,28 +408,75 @@ def _batches(items: List[Item], batch_size: int) -> List[List[Item]]:
     return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
 
 
-def _finished(out_dir: str, report_path: str, items: List[Item], rank: int, report) -> List[Item]:
-    """Items still to do; finished ones whose report line a kill cut off get a 'recovered' line."""
+def _finished(out_dir: str, report_path: str, items: List[Item], job: "_Job") -> List[Item]:
+    """Items still to do. An existing output counts as finished only when this package wrote it for this item (its
+    PNG text chunk says so); one whose report line a kill cut off gets a 'recovered' line with the scores stored in
+    it. An existing file of that name that the job did not write is the user's: the item fails, the file stays."""
     reported = set()
     if os.path.exists(report_path):
-        with open(report_path) as f:
+        with open_regular(report_path, "report", "r") as f:
             for line in f:
                 try:
                     rec = json.loads(line)
                 except ValueError:
                     continue  # a line cut by a kill
-                if rec.get("status") == "ok":
-                    reported.add(rec["name"])
+                if isinstance(rec, dict) and rec.get("status") == "ok":
+                    reported.add(rec.get("name"))
     todo = []
     for it in items:
-        if os.path.exists(os.path.join(out_dir, it.stem + ".png")):
-            if it.name not in reported:
-                report.write(json.dumps({"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed,
-                                         "status": "ok", "recovered": True, "rank": rank}) + "\n")
-        else:
+        path = os.path.join(out_dir, it.stem + ".png")
+        if not os.path.lexists(path):
             todo.append(it)
-    report.flush()
+            continue
+        info = read_png_info(path)
+        if info is None or info.get("name") != it.name:
+            job.fail(it, f"{path} exists and was not written by ddrm-fast for this image; it is left as it is "
+                         f"(move it away or choose another --output-dir)")
+        elif it.name not in reported:
+            job.done({"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed, "status": "ok",
+                      "recovered": True, "rank": job.rank, **{k: info[k] for k in ("psnr", "ssim") if k in info}},
+                     this_run=False)
     return todo
+
+
+def check_output_folder(out_dir: str, input_dir: Optional[str] = None, masks_dir: Optional[str] = None,
+                        world: int = 1) -> None:
+    """Refuse an output folder the job could damage, before anything is decoded or sampled: one that is a file,
+    that is the input (or masks) folder, or that holds a report or summary this package did not write."""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--output-dir {out_dir}: exists and is not a folder")
+    for flag, other in (("--input-dir", input_dir), ("--masks-dir", masks_dir)):
+        if other is not None and os.path.isdir(other) and os.path.isdir(out_dir) and same_folder(out_dir, other):
+            raise ValueError(f"--output-dir {out_dir} is the {flag} folder: the results would mix with the inputs; "
+                             f"choose another folder")
+    if not os.path.isdir(out_dir):
+        return
+    names = ["summary.json"] + (["report.jsonl"] if world == 1 else [f"report.rank{r}.jsonl" for r in range(world)])
+    for name in names:
+        path = os.path.join(out_dir, name)
+        if os.path.lexists(path) and not _own_json(path, name.endswith(".jsonl")):
+            raise ValueError(f"--output-dir {out_dir}: {name} exists and was not written by ddrm-fast; it is "
+                             f"not touched (choose another folder)")
+
+
+def _own_json(path: str, lines: bool) -> bool:
+    """Whether ``path`` is a report (JSON lines) or summary this package wrote."""
+    try:
+        check_regular(path, "file")
+        with open_regular(path, "file", "r") as f:
+            if not lines:
+                obj = json.load(f)
+                return isinstance(obj, dict) and {"images", "failures", "restored_this_run"} <= set(obj)
+            first = f.readline()
+            if not first:
+                return True  # empty: a job killed before its first line
+            try:
+                rec = json.loads(first)
+            except ValueError:  # only a kill's cut-off line, if it is the only one and begins as ours do
+                return first.startswith('{"name": ') and not f.readline()
+            return isinstance(rec, dict) and {"name", "status"} <= set(rec)
+    except (ValueError, OSError):
+        return False
 
 
 def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, task: str, sigma_y: float,
@@ -360,9 +487,33 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
     """Restore every image of ``input_dir`` into ``out_dir/<stem>.png`` (this rank's share); returns this rank's
     counts: ``ok``, ``failed``, ``psnr_sum``/``psnr_n``, ``sampler_s``, ``io_s``, ``load_s``, ``seconds``.
     ``sampler_options`` are further ``ddrm_sample`` keywords (``noise``, ``model_dtype``, ``channels_last``,
-    ``compile``, ``cuda_graph``)."""
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    ``compile``, ``cuda_graph``).
+
+    A single process (``world == 1``) holds the output folder's lock for the whole job and first removes the
+    temporaries a killed run left; under torchrun the caller does both on rank 0 (see ``ddrm-fast restore``)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"--num-workers must be an integer >= 0, got {num_workers!r}")
+    check_output_folder(out_dir, input_dir, masks_dir, world)
+    lock = FolderLock(out_dir) if world == 1 else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        if lock is not None:
+            remove_own_temporaries(out_dir)
+        return _restore_items(model, betas, input_dir, out_dir, task=task, sigma_y=sigma_y, batch_size=batch_size,
+                              manifest=manifest, masks_dir=masks_dir, observed=observed, steps=steps, eta=eta,
+                              eta_b=eta_b, device=device, backend=backend, num_workers=num_workers, rank=rank,
+                              world=world, progress=progress, sampler=sampler, sampler_options=sampler_options)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _restore_items(model, betas, input_dir, out_dir, *, task, sigma_y, batch_size, manifest, masks_dir, observed,
+                   steps, eta, eta_b, device, backend, num_workers, rank, world, progress, sampler,
+                   sampler_options) -> dict:
     t_start = time.perf_counter()
     items = plan(input_dir, task=task, sigma_y=sigma_y, manifest=manifest, masks_dir=masks_dir, rank=rank,
                  world=world)
@@ -373,7 +524,7 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
                    sampler, dict(sampler_options or {}))
         for it in [i for i in items if i.error]:
             job.fail(it, it.error)
-        todo = _finished(out_dir, report_path, [i for i in items if not i.error], rank, report)
+        todo = _finished(out_dir, report_path, [i for i in items if not i.error], job)
         batches = _batches(todo, batch_size)
         loader = torch.utils.data.DataLoader(_Batches(batches, observed, getattr(model, "divisor", 1)),
                                              batch_size=None, shuffle=False, num_workers=num_workers,
@@ -392,8 +543,8 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
                     continue
                 try:
                     measured.append((it,) + _measure(it, data, observed))
-                except ValueError as exc:
-                    job.fail(it, str(exc))
+                except Exception as exc:  # noqa: BLE001 - a bad item fails alone, whatever it raised
+                    job.fail(it, _reason(exc))
             # one sampler call: a batch shares its task and size; scalar noise levels are broadcast to any maps
             if measured:
                 job.run(measured)
@@ -404,14 +555,9 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
 
 
 def clean_partial(out_dir: str) -> int:
-    """Remove the temporary files a killed run left in ``out_dir`` (names with ``.tmp``); returns how many."""
-    n = 0
-    if os.path.isdir(out_dir):
-        for name in os.listdir(out_dir):
-            if _TMP_MARK in name:
-                os.remove(os.path.join(out_dir, name))
-                n += 1
-    return n
+    """Remove the temporaries a killed run left in ``out_dir`` (only names :func:`ddrm_fast.files.atomic_write`
+    makes); returns how many. Call it while holding the folder's lock."""
+    return remove_own_temporaries(out_dir)
 
 
 def summarize(out_dir: str, stats: List[dict], world: int) -> dict:
@@ -427,6 +573,8 @@ def summarize(out_dir: str, stats: List[dict], world: int) -> dict:
                     rec = json.loads(line)
                 except ValueError:
                     continue
+                if not isinstance(rec, dict) or "name" not in rec:
+                    continue
                 if rec.get("status") == "ok":
                     names[rec["name"]] = rec
                     failed.pop(rec["name"], None)
@@ -436,13 +584,10 @@ def summarize(out_dir: str, stats: List[dict], world: int) -> dict:
     seconds = max(s["seconds"] for s in stats)
     done_now = sum(s["ok"] for s in stats)
     summary = {"images": len(names), "failures": len(failed), "failed": sorted(failed),
-               "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None,
+               "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None, "scored": len(psnrs),
                "restored_this_run": done_now, "seconds": seconds,
                "images_per_s": done_now / seconds if seconds > 0 else None,
                "sampler_s": sum(s["sampler_s"] for s in stats), "io_s": sum(s["io_s"] for s in stats),
                "load_s": sum(s["load_s"] for s in stats)}
-    tmp = os.path.join(out_dir, f"summary.json{_TMP_MARK}")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
     return summary

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion import GaussianDiffusion
+from .files import FolderLock, atomic_write, check_regular, open_regular
 from .models.adm import ADMUNet
 from .models.loader import save
 
@@ -92,11 +93,67 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
     every ``checkpoint_every`` steps and at the end, and appends ``out_dir/log.jsonl``. AdamW with linear warm-up
     then cosine decay of the learning rate; EMA decay ramps up as min(ema_decay, (1 + k)/(10 + k)).
     """
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
-    if crop % model.divisor:
-        raise ValueError(f"crop must be a multiple of {model.divisor} for this UNet, got {crop}")
-    os.makedirs(out_dir, exist_ok=True)
+    if steps < 1 or batch_size < 1 or checkpoint_every < 1:
+        raise ValueError(f"steps, batch_size and checkpoint_every must be >= 1, got {steps}, {batch_size}, "
+                         f"{checkpoint_every}")
+    if crop < model.divisor or crop % model.divisor:
+        raise ValueError(f"crop must be a positive multiple of {model.divisor} for this UNet, got {crop}")
+    smallest = min(min(img.shape[-2:]) for img in images)
+    if crop > smallest:
+        raise ValueError(f"crop {crop} is larger than the smallest photo side ({smallest})")
+    if not 0 <= ema_decay < 1 or not lr > 0:
+        raise ValueError(f"ema_decay must lie in [0, 1) and lr be > 0, got {ema_decay}, {lr}")
+    with FolderLock(out_dir):
+        state = _check_out_dir(out_dir, resume)
+        return _train(model, betas, images, out_dir, state, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
+                      weight_decay=weight_decay, ema_decay=ema_decay, warmup=warmup, seed=seed,
+                      checkpoint_every=checkpoint_every, device=device, progress=progress, log=log, info=info)
+
+
+def _check_out_dir(out_dir: str, resume: bool) -> Optional[dict]:
+    """The training state to resume from (None: start over), after checking that every file the run writes in
+    ``out_dir`` is absent or one a training run wrote: the user's own files are never overwritten."""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"-o {out_dir}: exists and is not a folder")
+    model_path = os.path.join(out_dir, "model.safetensors")
+    if os.path.lexists(model_path):
+        try:
+            from safetensors import safe_open
+
+            check_regular(model_path, "model file")
+            with safe_open(model_path, framework="pt") as f:
+                ours = "ddrm_fast" in (f.metadata() or {})
+        except Exception:  # noqa: BLE001 - unreadable is not ours
+            ours = False
+        if not ours:
+            raise ValueError(f"{model_path} exists and was not written by ddrm-fast; it is not overwritten")
+    log_path = os.path.join(out_dir, "log.jsonl")
+    if os.path.lexists(log_path):
+        with open_regular(log_path, "training log", "r") as f:
+            first = f.readline()
+        try:
+            ours = first == "" or {"step", "loss"} <= set(json.loads(first))
+        except (ValueError, TypeError):
+            ours = False
+        if not ours:
+            raise ValueError(f"{log_path} exists and is not a ddrm-fast training log; it is not appended to")
+    state_path = os.path.join(out_dir, "state.pt")
+    if not os.path.lexists(state_path):
+        return None
+    try:
+        with open_regular(state_path, "training state") as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+        raise ValueError(f"{state_path}: not a readable training state ({type(exc).__name__})") from None
+    if not (isinstance(state, dict) and {"model", "ema", "opt", "step"} <= set(state)):
+        raise ValueError(f"{state_path} exists and is not a ddrm-fast training state; it is not overwritten")
+    return state if resume else None
+
+
+def _train(model, betas, images, out_dir, state, *, steps, batch_size, crop, lr, weight_decay, ema_decay, warmup,
+           seed, checkpoint_every, device, progress, log, info) -> ADMUNet:
     device = torch.device(device)
     model = model.to(device).train()
     ema = ADMUNet(model.config).to(device).eval()
@@ -106,12 +163,15 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
     diffusion = GaussianDiffusion(betas)
     state_path = os.path.join(out_dir, "state.pt")
     start = 0
-    if resume and os.path.exists(state_path):
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["opt"])
+            start = int(state["step"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{state_path}: does not fit this model ({str(exc).splitlines()[0][:160]}); give "
+                             f"another -o or --no-resume") from None
         print(f"resuming from {state_path} at step {start}")
     gen = torch.Generator().manual_seed(seed + start)  # a resumed run continues with fresh, reproducible crops
     batches = random_crops(images, crop, batch_size, gen)
@@ -125,9 +185,8 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         meta = {"training": {**(info or {}), "steps": k, "batch_size": batch_size, "crop": crop, "lr": lr,
                              "ema_decay": ema_decay, "seed": seed}}
         save(ema, os.path.join(out_dir, "model.safetensors"), betas, **meta)
-        tmp = state_path + ".tmp"
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": k}, tmp)
-        os.replace(tmp, state_path)
+        snapshot = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": k}
+        atomic_write(state_path, lambda tmp: torch.save(snapshot, tmp))
 
     from tqdm.auto import tqdm
 

@@ -183,7 +183,7 @@ def test_sigkill_then_rerun_completes_every_image_once(tmp_path, kill_after):
     proc = subprocess.Popen(_cmd(inp, out, model), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        done = [n for n in os.listdir(out) if n.startswith("img") and ".tmp" not in n] if out.exists() else []
+        done = [n for n in os.listdir(out) if n.startswith("img")] if out.exists() else []  # temporaries are hidden
         if len(done) >= kill_after:
             break
         time.sleep(0.01)
@@ -276,3 +276,223 @@ def test_a_graphed_folder_job_equals_the_eager_one(tmp_path):
     for i in range(5):
         a, b = _pixels(tmp_path / "eager" / f"img{i}.png"), _pixels(tmp_path / "graph" / f"img{i}.png")
         assert np.abs(a - b).max() <= 1, i
+
+
+# --- the output folder is the user's; bad items of every kind; concurrent runs -------------------------------------
+def _ddrm(*args, timeout=120):
+    """A real `ddrm-fast` process: (exit code, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "ddrm_fast", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return p.returncode, p.stdout, p.stderr
+
+
+def _snapshot(folder):
+    """Every file under ``folder``: relative path -> bytes (folders -> None)."""
+    out = {}
+    for root, dirs, names in os.walk(folder):
+        for d in dirs:
+            out[os.path.relpath(os.path.join(root, d), folder)] = None
+        for n in names:
+            p = os.path.join(root, n)
+            out[os.path.relpath(p, folder)] = None if not os.path.isfile(p) else open(p, "rb").read()
+    return out
+
+
+def _user_files(out):
+    """An output folder that already holds the user's own files, some with '.tmp' in their names."""
+    out.mkdir()
+    (out / "thesis.tmp.docx").write_bytes(b"chapter 1")
+    (out / "template.tmpl").write_text("{{ name }}")
+    (out / "cache.tmp").mkdir()
+    (out / "cache.tmp" / "entry").write_text("cached")
+    return _snapshot(out)
+
+
+def test_the_users_files_in_the_output_folder_survive_and_tmp_names_are_images(tmp_path):
+    inp = _dataset(tmp_path / "in", n=2)
+    Image.open(inp / "img0.png").save(inp / "holiday.tmpfix.png")
+    Image.open(inp / "img1.png").save(inp / "scan.tmp.png")
+    out = tmp_path / "out"
+    before = _user_files(out)
+    code, stdout, stderr = _ddrm("restore", "--input-dir", inp, "--output-dir", out, "--task", "deno", "--steps", 2,
+                                 "--num-workers", 0, "--no-progress", "--model", _tiny_model(tmp_path))
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "4 images restored" in stdout
+    after = _snapshot(out)
+    assert {k: after[k] for k in before} == before  # untouched, byte for byte
+    assert sorted(set(after) - set(before)) == ["holiday.tmpfix.png", "img0.png", "img1.png", "report.jsonl",
+                                                "scan.tmp.png", "summary.json"]
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "dotdot"])
+def test_an_output_folder_that_is_the_input_folder_is_refused_up_front(tmp_path, how):
+    inp = _dataset(tmp_path / "in", n=2)
+    if how == "symlink":
+        os.symlink(inp, tmp_path / "link")
+    out = {"same": inp, "symlink": tmp_path / "link", "dotdot": inp / ".." / "in"}[how]
+    before = _snapshot(inp)
+    code, stdout, stderr = _ddrm("restore", "--input-dir", inp, "--output-dir", out, "--task", "deno",
+                                 "--steps", 2, "--no-progress")
+    assert code == 2 and stdout == ""
+    assert stderr.splitlines() == [f"ddrm-fast: error: --output-dir {out} is the --input-dir folder: the results "
+                                   f"would mix with the inputs; choose another folder"]
+    assert _snapshot(inp) == before
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width x height pixels (and holds none): a decompression bomb's first bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_every_kind_of_bad_item_is_reported_by_name_and_the_rest_restored(tmp_path):
+    """FIFOs (image and noise map), a folder named like an image, a decompression bomb, an .npz and an .npy that
+    declares 10^10 values as noise maps, manifest entries of the wrong type: each is one line naming it, the good
+    images are restored, exit code 1, and no process hangs."""
+    inp = _dataset(tmp_path / "in", n=3)
+    os.mkfifo(inp / "fifo.png")
+    (inp / "folder.png").mkdir()
+    _png_header_only(inp / "bomb.png", 100000, 100000)
+    for name in ("npz", "huge", "fifomap", "typed"):
+        Image.open(inp / "img0.png").save(inp / f"{name}.png")
+    np.savez(tmp_path / "map.npz", a=np.zeros((32, 32), np.float32))
+    with open(tmp_path / "huge.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+    os.mkfifo(tmp_path / "fifo.npy")
+    manifest = {"npz.png": {"noise_map": "map.npz"}, "huge.png": {"noise_map": "huge.npy"},
+                "fifomap.png": {"noise_map": "fifo.npy"}, "typed.png": {"sigma_y": [0.1]}, "img2.png": 5}
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    out = tmp_path / "out"
+    code, stdout, stderr = _ddrm("restore", "--input-dir", inp, "--output-dir", out, "--task", "deno", "--steps", 2,
+                                 "--manifest", tmp_path / "m.json", "--num-workers", 1, "--no-progress",
+                                 "--model", _tiny_model(tmp_path), timeout=300)
+    assert code == 1 and "Traceback" not in stderr, stderr
+    reasons = {r["name"]: r["error"] for r in _report(out) if r["status"] == "error"}
+    assert set(reasons) == {"fifo.png", "folder.png", "bomb.png", "npz.png", "huge.png", "fifomap.png", "typed.png",
+                            "img2.png"}
+    assert "a FIFO, not a regular file" in reasons["fifo.png"] and "a folder" in reasons["folder.png"]
+    assert "too large to decode safely" in reasons["bomb.png"]
+    assert "not an .npy file" in reasons["npz.png"] and "declares shape (100000, 100000)" in reasons["huge.png"]
+    assert "a FIFO" in reasons["fifomap.png"] and "sigma_y [0.1] is not a number" in reasons["typed.png"]
+    assert "expected an object of settings, got int" in reasons["img2.png"]
+    assert sorted(stderr.splitlines()) == sorted(f"ddrm-fast: {n}: {r}" for n, r in reasons.items())
+    assert sorted(n for n in os.listdir(out) if n.endswith(".png")) == ["img0.png", "img1.png"]
+    assert "2 images restored (2 this run), 8 failed" in stdout
+
+
+@pytest.mark.parametrize("manifest,message", [
+    ("5", "expected a list of objects or an object of name: settings, got int"),
+    ("{not json", "unreadable"),
+    (None, "a FIFO, not a regular file"),
+])
+def test_a_file_that_is_no_manifest_at_all_is_a_bad_invocation(tmp_path, manifest, message):
+    inp = _dataset(tmp_path / "in", n=1)
+    path = tmp_path / "m.json"
+    if manifest is None:
+        os.mkfifo(path)
+    else:
+        path.write_text(manifest)
+    code, stdout, stderr = _ddrm("restore", "--input-dir", inp, "--output-dir", tmp_path / "out", "--task", "deno",
+                                 "--manifest", path, "--no-progress")
+    assert code == 2 and len(stderr.splitlines()) == 1 and message in stderr, stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--steps", 0, "argument --steps: must be >= 1, got 0"),
+    ("--eta", 2, "argument --eta: must lie in [0, 1], got 2.0"),
+    ("--steps", 100000, "steps (100000) cannot exceed the number of diffusion timesteps (1000)"),
+    ("--batch-size", 0, "argument --batch-size: must be >= 1, got 0"),
+])
+def test_folder_arguments_are_checked_before_any_image_is_read(tmp_path, monkeypatch, capsys, flag, value, message):
+    inp = _dataset(tmp_path / "in", n=2)
+    monkeypatch.setattr(batch, "read_image", lambda *a, **k: pytest.fail("an image was decoded"))
+    code = cli(["restore", "--input-dir", str(inp), "-o", str(tmp_path / "out"), "--task", "deno", flag, str(value),
+                "--num-workers", "0", "--no-progress"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_job_on_the_same_output_folder_is_refused_while_the_first_runs(tmp_path):
+    inp = _dataset(tmp_path / "in", n=6)
+    out = tmp_path / "out"
+    model = _tiny_model(tmp_path)
+    first = subprocess.Popen(_cmd(inp, out, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.exists() and any(n.startswith("img") for n in os.listdir(out))):
+        time.sleep(0.01)
+    assert first.poll() is None, "the first job finished before the second could start"
+    code, stdout, stderr = _ddrm(*_cmd(inp, out, model)[3:])
+    assert code == 2 and stdout == ""
+    assert stderr.splitlines() == [f"ddrm-fast: error: --output-dir {out}: in use by another ddrm-fast job "
+                                   f"(pid {first.pid}); wait for it to finish"]
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    ok = [r["name"] for r in _report(out) if r["status"] == "ok"]
+    assert sorted(ok) == [f"img{i}.png" for i in range(6)]  # each once: the second job restored nothing
+    assert sorted(os.listdir(out)) == [f"img{i}.png" for i in range(6)] + ["report.jsonl", "summary.json"]
+
+
+def test_a_failed_write_leaves_no_file_and_a_rerun_completes(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    inp = _dataset(tmp_path / "in", n=3)
+    real_save = PILImage.Image.save
+
+    def disk_full(self, fp, *a, **k):
+        if "img1.png" in str(fp):
+            with open(fp, "wb") as f:
+                f.write(b"\x89PNG half")  # part of the file is there when the disk fills up
+            raise OSError(28, "No space left on device")
+        return real_save(self, fp, *a, **k)
+
+    monkeypatch.setattr(PILImage.Image, "save", disk_full)
+    stats = _run(inp, tmp_path / "out")
+    assert stats["ok"] == 2 and stats["failed"] == 1
+    assert sorted(os.listdir(tmp_path / "out")) == ["img0.png", "img2.png", "report.jsonl"]  # no final, no temporary
+    failed = {r["name"]: r for r in _report(tmp_path / "out") if r["status"] == "error"}
+    assert failed["img1.png"]["error"] == "could not write img1.png: OSError: [Errno 28] No space left on device"
+    monkeypatch.setattr(PILImage.Image, "save", real_save)
+    assert _run(inp, tmp_path / "out")["ok"] == 1
+    assert sorted(r["name"] for r in _report(tmp_path / "out") if r["status"] == "ok") == [
+        "img0.png", "img1.png", "img2.png"]
+
+
+def test_resumed_images_keep_their_scores(tmp_path):
+    """A kill between an image's rename and its report line: the rerun reports it 'recovered' with the PSNR/SSIM
+    stored in the PNG, so the summary's mean covers every image it counts."""
+    inp = _dataset(tmp_path / "in", n=3)
+    out = tmp_path / "out"
+    _run(inp, out)
+    lines = open(out / "report.jsonl").read().splitlines()
+    lost = json.loads(lines[1])
+    (out / "report.jsonl").write_text("\n".join([lines[0], lines[2]]) + "\n")  # img1's line cut off by the kill
+    stats = _run(inp, out)
+    assert stats["ok"] == 0 and stats["todo"] == 0
+    rec = _report(out)[-1]
+    assert rec["recovered"] and rec["name"] == lost["name"]
+    assert (rec["psnr"], rec["ssim"]) == (lost["psnr"], lost["ssim"])
+    summary = batch.summarize(str(out), [dict(stats, load_s=0.0)], 1)
+    want = np.mean([r["psnr"] for r in _report(out) if r["status"] == "ok"])
+    assert summary["scored"] == summary["images"] == 3 and summary["mean_psnr"] == pytest.approx(want)
+
+
+def test_an_existing_output_the_job_did_not_write_is_left_alone(tmp_path):
+    inp = _dataset(tmp_path / "in", n=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.new("RGB", (32, 32), "red").save(out / "img1.png")  # the user's own picture of that name
+    before = (out / "img1.png").read_bytes()
+    stats = _run(inp, out)
+    assert stats["ok"] == 1 and stats["failed"] == 1 and (out / "img1.png").read_bytes() == before
+    assert "exists and was not written by ddrm-fast for this image" in _report(out)[0]["error"]
+    (out / "report.jsonl").write_text("my own notes\n")
+    with pytest.raises(ValueError, match="report.jsonl exists and was not written by ddrm-fast"):
+        _run(inp, out)

@@ -7,13 +7,15 @@ clean image shows what the restoration is worth.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import gc
+import json
 import os
 import statistics
 import time
 import weakref
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .. import sampler, tasks
+from ..files import atomic_write, open_regular, write_text
+from ..imageio import PNG_KEY, read_png_info
 from ..sampler import COMPILE_MODES, clear_graphs, ddrm_sample
+from .args import device_arg, positive_int, unit_float
 
 # mode -> ddrm_sample options; "reference" is the plain-PyTorch loop in float32, as the original runs.
 # "graphs" needs CUDA; "compiled_bf16" adds CUDA graphs on CUDA.
@@ -57,14 +62,14 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default="small", help="small (the embedded model), adm256 (ImageNet-256 ADM "
                                                      "architecture, random weights) or a checkpoint path")
     p.add_argument("--task", default="sr4", choices=tasks.TASKS)
-    p.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
-    p.add_argument("--size", type=int, default=None, help="image side (default 256 on CUDA, 32 on the CPU)")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=batch_sizes, default=[1, 8], help="comma-separated batch sizes")
+    p.add_argument("--size", type=positive_int, default=None, help="image side (default 256 on CUDA, 32 on the CPU)")
+    p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--modes", default=None, help=f"comma-separated, from {', '.join(MODES)} (default: all; on the "
                                                  f"CPU all but {', '.join(CUDA_ONLY)})")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per mode after one warm-up run")
-    p.add_argument("--sigma-y", type=float, default=0.05, help="[0, 1] pixel units")
-    p.add_argument("--device", default=None)
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per mode after one warm-up run")
+    p.add_argument("--sigma-y", type=unit_float, default=0.05, help="[0, 1] pixel units")
+    p.add_argument("--device", type=device_arg, default=None)
     p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                    help="torch.compile mode of compiled_bf16 (with CUDA graphs: default or max-autotune-no-cudagraphs)")
     p.add_argument("--out", default=None, help="folder for bench.md, bench.csv, bench.png")
@@ -203,8 +208,43 @@ def _clean_batch(batch: int, size: int) -> torch.Tensor:
     return torch.stack(crops)
 
 
+def batch_sizes(text: str) -> List[int]:
+    """``--batch``: comma-separated positive integers."""
+    try:
+        return [positive_int(b.strip()) for b in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (in {text!r}: comma-separated batch sizes >= 1)") from None
+
+
+_OUTPUTS = {"bench.csv": lambda text: text.startswith("batch,mode,"),
+            "bench.md": lambda text: "| batch | mode | images/s |" in text}
+
+
+def check_out(out: Optional[str]) -> None:
+    """Refuse, before measuring, an --out that is a file or that holds bench files this command did not write."""
+    if out is None:
+        return
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    for name, ours in _OUTPUTS.items():
+        path = os.path.join(out, name)
+        if os.path.lexists(path):
+            try:
+                with open_regular(path, "file", "r") as f:
+                    own = ours(f.read(4096))
+            except (ValueError, OSError, UnicodeDecodeError):
+                own = False
+            if not own:
+                raise ValueError(f"--out {out}: {name} exists and was not written by ddrm-fast bench; it is not "
+                                 f"overwritten")
+    png = os.path.join(out, "bench.png")
+    if os.path.lexists(png) and read_png_info(png) is None:
+        raise ValueError(f"--out {out}: bench.png exists and was not written by ddrm-fast bench; it is not "
+                         f"overwritten")
+
+
 def run(args) -> List[dict]:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = args.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size = args.size or (256 if device.type == "cuda" else 32)
     if args.modes is None:
         modes = [m for m in MODES if device.type == "cuda" or m not in CUDA_ONLY]
@@ -218,7 +258,7 @@ def run(args) -> List[dict]:
     if any(MODES[m].get("compile") for m in modes):  # a mode the sampler refuses with its graphs fails now, not later
         sampler._compile_mode(args.compile_mode, device.type == "cuda")
     modes.sort(key=lambda m: m != "reference")  # the reference first: the others are compared with its output
-    batches = [int(b) for b in args.batch.split(",")]
+    batches = list(args.batch)
     model, betas = _model(args.model, device)
     divisor = getattr(model, "divisor", 1)
     if size % max(divisor, tasks.task_divisor(args.task)):
@@ -292,10 +332,14 @@ def run(args) -> List[dict]:
 
 def write(rows: List[dict], out: str, header: str) -> None:
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "bench.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+
+    def write_csv(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(os.path.join(out, "bench.csv"), write_csv)
     lines = [header, "", "| batch | mode | images/s | speed-up | ms/step | network share | network TFLOP/s "
              "(of bf16 GEMM) | peak MiB | network MiB | images/sample beyond the network | PSNR vs reference | "
              "PSNR vs clean |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -304,8 +348,7 @@ def write(rows: List[dict], out: str, header: str) -> None:
                      f"{r['ms_per_step']:.2f} | {100 * r['network_share']:.0f}% | {r['network_tflops']:.2f} "
                      f"({100 * r['network_vs_matmul']:.0f}%) | {r['peak_mib']:.1f} | {r['model_mib']:.1f} | "
                      f"{r['buffers_per_sample']:.1f} | {r['psnr_vs_reference']:.2f} | {r['psnr_vs_clean']:.2f} |")
-    with open(os.path.join(out, "bench.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(os.path.join(out, "bench.md"), "\n".join(lines) + "\n")
     _plot(rows, os.path.join(out, "bench.png"))
 
 
@@ -314,6 +357,7 @@ def _plot(rows: List[dict], path: str) -> None:
     import math
 
     from PIL import Image, ImageDraw
+    from PIL.PngImagePlugin import PngInfo
 
     batches = sorted({r["batch"] for r in rows})
     modes = list(dict.fromkeys(r["mode"] for r in rows))
@@ -341,10 +385,13 @@ def _plot(rows: List[dict], path: str) -> None:
     for j, m in enumerate(modes):
         d.rectangle([width - 150, top + 18 * j, width - 138, top + 18 * j + 12], fill=colors[j % len(colors)])
         d.text((width - 132, top + 18 * j), m, fill="black")
-    img.save(path)
+    meta = PngInfo()
+    meta.add_text(PNG_KEY, json.dumps({"kind": "bench"}))  # marks the figure as this command's own
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG", pnginfo=meta))
 
 
 def main(args) -> int:
+    check_out(args.out)
     rows, device, size, matmul = run(args)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     try:

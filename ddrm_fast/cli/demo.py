@@ -12,8 +12,20 @@ import torch
 
 from .. import ddrm_sample, operators as O
 from ..models import GaussianPriorEps
+from ..sampler import BACKENDS
+from .args import nonnegative_float, nonnegative_int, positive_int
 
 TASKS = ("deno", "inp", "sr4", "color", "deblur")
+
+
+def add_parser(sub) -> None:
+    d = sub.add_parser("demo", help="restore a synthetic image with the exact Gaussian-prior model and print PSNR")
+    d.add_argument("--task", choices=TASKS + ("all",), default="all")
+    d.add_argument("--sigma-y", type=nonnegative_float, default=0.05, help="measurement noise std, images in [-1, 1]")
+    d.add_argument("--steps", type=positive_int, default=20)
+    d.add_argument("--size", type=positive_int, default=64, help="image side (a multiple of 4)")
+    d.add_argument("--seed", type=nonnegative_int, default=0)
+    d.add_argument("--backend", default="auto", choices=BACKENDS)
 
 
 def synthetic_mean(size: int) -> torch.Tensor:

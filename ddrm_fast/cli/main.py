@@ -1,51 +1,53 @@
-"""`ddrm-fast` / `python -m ddrm_fast`."""
+"""`ddrm-fast` / `python -m ddrm_fast`.
+
+Whatever goes wrong reaches the user as one line on stderr, never a traceback: exit code 2 for a bad invocation
+(arguments, files named on the command line, a busy output folder), 1 for anything else (a folder job's bad items
+are reported by the job, which then returns 1 itself).
+"""
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
+from .args import Parser
 
-def _parser() -> argparse.ArgumentParser:
-    from .demo import TASKS
 
-    p = argparse.ArgumentParser(prog="ddrm-fast", description="Fast DDRM image restoration.")
+def _parser() -> Parser:
+    from . import bench, demo, restore, train
+
+    p = Parser(prog="ddrm-fast", description="Fast DDRM image restoration.")
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="restore a synthetic image with the exact Gaussian-prior model and print PSNR")
-    d.add_argument("--task", choices=TASKS + ("all",), default="all")
-    d.add_argument("--sigma-y", type=float, default=0.05, help="measurement noise std, images in [-1, 1]")
-    d.add_argument("--steps", type=int, default=20)
-    d.add_argument("--size", type=int, default=64, help="image side (a multiple of 4)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda"])
-    from . import bench, restore, train
-
+    demo.add_parser(sub)
     restore.add_parser(sub)
     train.add_parser(sub)
     bench.add_parser(sub)
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            from . import demo
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (its line already printed), or --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        from . import bench, demo, restore, train
 
-            return demo.main(args)
-        if args.command == "restore":
-            from . import restore
-
-            return restore.main(args)
-        if args.command == "bench":
-            from . import bench
-
-            return bench.main(args)
-        if args.command == "train":
-            from . import train
-
-            return train.main(args)
-    except ValueError as exc:  # bad arguments: one line, nonzero exit
-        print(f"ddrm-fast: error: {exc}", file=sys.stderr)
+        command = {"demo": demo.main, "restore": restore.main, "bench": bench.main, "train": train.main}
+        return command[args.command](args)
+    except ValueError as exc:  # a bad invocation: arguments, unreadable files named on the command line
+        print(f"ddrm-fast: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    return 1
+    except KeyboardInterrupt:
+        print("ddrm-fast: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("ddrm-fast: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches the user: the type and the first line
+        print(f"ddrm-fast: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 
 from .. import batch
+from ..files import FolderLock
+from ..schedules import ddrm_timesteps
+from .options import load_model, sampler_options
 
 
 def _distributed():
@@ -21,15 +25,44 @@ def _distributed():
     return dist.get_rank(), dist.get_world_size(), local
 
 
-def main(args) -> int:
-    from .restore import load_model, sampler_options
+def _check_folders(args) -> None:
+    """The folders and the manifest the command names, before a model is loaded or an image is read."""
+    if not os.path.isdir(args.input_dir):
+        raise ValueError(f"--input-dir {args.input_dir}: no such folder")
+    if args.masks_dir is not None and not os.path.isdir(args.masks_dir):
+        raise ValueError(f"--masks-dir {args.masks_dir}: no such folder")
+    if args.manifest is not None:
+        batch.read_manifest(args.manifest)  # a file that is no manifest at all is a bad invocation; bad entries are not
 
-    if args.mask is not None:
-        raise ValueError("--mask is for one image; give --masks-dir with --input-dir")
+
+def _lock_on_rank0(out: str, rank: int, world: int) -> Optional[FolderLock]:
+    """Rank 0 locks the output folder for the whole job and removes the temporaries a killed run left; every rank
+    learns whether it could, so all stop together when another job holds the folder."""
+    lock, error = None, None
+    if rank == 0:
+        try:
+            lock = FolderLock(out)
+            lock.acquire()
+            batch.clean_partial(out)
+        except ValueError as exc:
+            lock, error = None, str(exc)
+    if world > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise ValueError(error)
+    return lock
+
+
+def main(args) -> int:
+    _check_folders(args)
     rank, world, local = _distributed()
+    lock = None
     try:
-        if args.device:
-            device = torch.device(args.device)
+        batch.check_output_folder(args.out, args.input_dir, args.masks_dir, world)
+        if args.device is not None:
+            device = args.device
         elif torch.cuda.is_available():
             device = torch.device("cuda", local % torch.cuda.device_count())
         else:
@@ -38,8 +71,8 @@ def main(args) -> int:
             torch.cuda.set_device(device)
         options = sampler_options(args, device)
         model, betas = load_model(args.model, device, args.class_label)
-        if rank == 0:
-            batch.clean_partial(args.out)  # temporary files of a killed run
+        ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before any image
+        lock = _lock_on_rank0(args.out, rank, world)
         if world > 1:
             dist.barrier()
         stats = batch.restore_dir(model, betas, args.input_dir, args.out, task=args.task, sigma_y=args.sigma_y,
@@ -55,12 +88,14 @@ def main(args) -> int:
         failed_now = sum(s["failed"] for s in all_stats)
         if rank == 0:
             s = batch.summarize(args.out, all_stats, world)
-            psnr = "n/a" if s["mean_psnr"] is None else f"{s['mean_psnr']:.2f} dB"
+            psnr = "n/a" if s["mean_psnr"] is None else f"{s['mean_psnr']:.2f} dB over {s['scored']} images"
             rate = "n/a" if s["images_per_s"] is None else f"{s['images_per_s']:.2f}"
             print(f"{s['images']} images restored ({s['restored_this_run']} this run), {failed_now} failed, "
                   f"mean PSNR {psnr}, {rate} images/s; summary in {os.path.join(args.out, 'summary.json')}")
             sys.stdout.flush()
     finally:
+        if lock is not None:
+            lock.release()
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
     return 1 if failed_now else 0

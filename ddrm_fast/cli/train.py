@@ -8,21 +8,22 @@ import torch
 from ..models.adm import ADMUNet
 from ..schedules import get_betas
 from .. import training
+from .args import device_arg, nonnegative_int, positive_float, positive_int, unit_float
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a small ADM UNet on scikit-image's bundled photos (DDPM loss, EMA)")
     p.add_argument("-o", "--out", required=True, help="output folder: model.safetensors, state.pt, log.jsonl")
-    p.add_argument("--steps", type=int, default=5000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--crop", type=int, default=64, help="training crop side (a multiple of 8)")
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--steps", type=positive_int, default=5000)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--crop", type=positive_int, default=64, help="training crop side (a multiple of 8)")
+    p.add_argument("--lr", type=positive_float, default=2e-4)
+    p.add_argument("--ema-decay", type=unit_float, default=0.999)
     p.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
-    p.add_argument("--model-channels", type=int, default=training.SMALL_ADM["model_channels"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--model-channels", type=positive_int, default=training.SMALL_ADM["model_channels"])
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--device", type=device_arg, default="cpu")
+    p.add_argument("--checkpoint-every", type=positive_int, default=500)
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/state.pt exists")
     p.add_argument("--no-progress", action="store_true")
 

@@ -1,0 +1,84 @@
+"""Argument types for the command line: each refuses a bad value at parse time, with a message naming the value,
+so every command checks its arguments up front (exit 2, one line) before it reads a file or loads a model."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import NoReturn
+
+__all__ = ["Parser", "positive_int", "nonnegative_int", "unit_float", "nonnegative_float", "positive_float",
+           "device_arg"]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (no usage block: ``--help`` shows it) and exit code 2,
+    like every other error of the command; its subcommand parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"ddrm-fast: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _number(text: str, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} expected, got "
+                                         f"{text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"a finite number expected, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def device_arg(text: str):
+    """A torch.device that exists here: ``cpu``, or ``cuda[:i]`` with such a GPU visible."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a device: {text!r} (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: only {torch.cuda.device_count()} GPU(s) are visible")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text}: only cpu and cuda devices are supported")
+    return device

@@ -1,0 +1,52 @@
+"""The options `ddrm-fast restore` shares between one image and a folder (and with benchmarks/bench_batch.py):
+the speed flags, and the model to load."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+
+from ..sampler import COMPILE_MODES
+
+__all__ = ["add_speed_arguments", "sampler_options", "load_model"]
+
+
+def add_speed_arguments(p) -> None:
+    """The speed options (also used by benchmarks/bench_batch.py); :func:`sampler_options` turns them into keywords."""
+    f = p.add_argument_group("speed (GPU): the network's precision and layout, compilation, noise")
+    f.add_argument("--dtype", default="float32", choices=tuple(_DTYPES),
+                   help="run the network under autocast in this dtype; the DDRM update stays float32")
+    f.add_argument("--channels-last", action="store_true", help="hand the network channels_last images")
+    f.add_argument("--compile", action="store_true", help="run the network through torch.compile")
+    f.add_argument("--compile-mode", default="default", choices=COMPILE_MODES, help="the torch.compile mode")
+    f.add_argument("--cuda-graph", action="store_true",
+                   help="capture the sampling loop in a CUDA graph and replay it for every batch of the same shape")
+    f.add_argument("--noise", default="torch", choices=("torch", "philox"),
+                   help="sampler noise from the image's seed: torch's generator (drawn on the CPU) or counter-based "
+                        "Philox generated inside the fused kernels (no host work, no noise buffers)")
+
+
+_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def sampler_options(args, device: torch.device) -> Dict[str, object]:
+    """The ddrm_sample keywords of the speed options (results equal float32's to the network's precision)."""
+    if args.cuda_graph and device.type != "cuda":
+        raise ValueError(f"--cuda-graph needs a CUDA device, not {device}")
+    return {"model_dtype": _DTYPES[args.dtype], "channels_last": args.channels_last,
+            "compile": args.compile_mode if args.compile else False, "noise": args.noise,
+            "cuda_graph": args.cuda_graph}
+
+
+def load_model(path, device, class_label: Optional[int] = None):
+    """The user's checkpoint, or the embedded model when ``path`` is None: (model, betas). A class-conditional
+    ADM needs ``class_label`` and is bound to it."""
+    from ..models import ADMUNet, ClassConditional, default_model, load
+
+    model, betas = load(path, device=device) if path else default_model(device)
+    conditional = isinstance(model, ADMUNet) and model.config.num_classes is not None
+    if conditional and class_label is None:
+        raise ValueError(f"{path} is class-conditional ({model.config.num_classes} classes): give --class-label")
+    if class_label is not None and not conditional:
+        raise ValueError("--class-label is for class-conditional models; this one is not")
+    return (ClassConditional(model, class_label) if conditional else model), betas
