@@ -22,7 +22,9 @@ from typing import Dict, NamedTuple, Optional, Union
 import torch
 from torch import nn
 
+from ..files import atomic_write, check_regular, open_regular
 from ..schedules import cosine_betas, get_betas, linear_betas
+from ._config import resolve_config
 from .adm import ADMConfig, ADMUNet
 from .ddpm import DDPMConfig, DDPMUNet
 
@@ -73,10 +75,15 @@ def _unwrap(obj, path: str, ema: bool) -> Dict[str, torch.Tensor]:
     return sd
 
 
-def _need(sd: Dict[str, torch.Tensor], key: str, what: str) -> torch.Tensor:
+def _need(sd: Dict[str, torch.Tensor], key: str, what: str, ndim: int = 4) -> torch.Tensor:
+    """``sd[key]``, which must exist, be ``ndim``-dimensional and have no zero-sized dimension."""
     if key not in sd:
         raise CheckpointError(f"{what} checkpoint is missing {key!r}")
-    return sd[key]
+    t = sd[key]
+    if t.dim() != ndim or 0 in t.shape:
+        raise CheckpointError(f"{what} checkpoint: {key} has shape {tuple(t.shape)}, expected {ndim} non-empty "
+                              f"dimensions")
+    return t
 
 
 def _indices(sd, pattern: str) -> list:
@@ -90,7 +97,9 @@ def infer_adm_config(sd: Dict[str, torch.Tensor], num_heads: int = 4, num_head_c
     """An :class:`ADMConfig` read off an ADM state_dict's shapes. Head counts are not in the weights: the defaults
     are the public 256x256 checkpoints' (``num_head_channels=64``)."""
     w = "ADM"
-    mc = _need(sd, "time_embed.0.weight", w).shape[1]
+    mc = _need(sd, "time_embed.0.weight", w, ndim=2).shape[1]
+    if mc % 32:
+        raise CheckpointError(f"ADM checkpoint: time_embed.0.weight has {mc} input channels, not a multiple of 32")
     in_ch = _need(sd, "input_blocks.0.0.weight", w).shape[1]
     out_ch = _need(sd, "out.2.weight", w).shape[0]
     outputs = _indices(sd, r"output_blocks\.(\d+)\.")
@@ -124,9 +133,11 @@ def infer_adm_config(sd: Dict[str, torch.Tensor], num_heads: int = 4, num_head_c
             ds *= 2
     resblock_updown = levels > 1 and f"input_blocks.{per_level}.0.in_layers.0.weight" in sd
     conv_resample = levels == 1 or resblock_updown or f"input_blocks.{per_level}.0.op.weight" in sd
-    e = _need(sd, "input_blocks.1.0.emb_layers.1.weight", w).shape[0]
+    e = _need(sd, "input_blocks.1.0.emb_layers.1.weight", w, ndim=2).shape[0]
     c = _need(sd, "input_blocks.1.0.in_layers.2.weight", w).shape[0]
     label = sd.get("label_emb.weight")
+    if label is not None:
+        label = _need(sd, "label_emb.weight", w, ndim=2)
     return ADMConfig(in_channels=in_ch, model_channels=mc, out_channels=out_ch, num_res_blocks=per_level - 1,
                      attention_ds=tuple(sorted(attention_ds)), channel_mult=tuple(mult), conv_resample=conv_resample,
                      num_classes=None if label is None else label.shape[0], num_heads=num_heads,
@@ -138,6 +149,8 @@ def infer_ddpm_config(sd: Dict[str, torch.Tensor]) -> DDPMConfig:
     """A :class:`DDPMConfig` read off a DDPM "simple" state_dict's shapes (attention expressed at resolution 2^L)."""
     w = "DDPM"
     ch = _need(sd, "conv_in.weight", w).shape[0]
+    if ch % 32:
+        raise CheckpointError(f"DDPM checkpoint: conv_in has {ch} channels, not a multiple of 32")
     levels = len(_indices(sd, r"down\.(\d+)\."))
     nrb = len(_indices(sd, r"down\.0\.block\.(\d+)\."))
     if levels == 0 or nrb == 0:
@@ -150,8 +163,9 @@ def infer_ddpm_config(sd: Dict[str, torch.Tensor]) -> DDPMConfig:
                       resamp_with_conv=levels == 1 or "down.0.downsample.conv.weight" in sd)
 
 
-def _load_strict(model: nn.Module, sd: Dict[str, torch.Tensor], path: str) -> nn.Module:
-    """load_state_dict with an error that names what is missing, unexpected or mis-shaped."""
+def _check_state(model: nn.Module, sd: Dict[str, torch.Tensor], path: str) -> None:
+    """That ``sd`` has exactly ``model``'s keys and shapes; an error names what is missing, unexpected or
+    mis-shaped. ``model`` may live on the meta device (nothing allocated)."""
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     extra = [k for k in sd if k not in own]
@@ -166,6 +180,12 @@ def _load_strict(model: nn.Module, sd: Dict[str, torch.Tensor], path: str) -> nn
         problems.append(f"{len(shapes)} shape mismatches ({'; '.join(shapes[:2])})")
     if problems:
         raise CheckpointError(f"{path}: does not match {type(model).__name__}: " + "; ".join(problems))
+
+
+def _load_strict(model: nn.Module, sd: Dict[str, torch.Tensor], path: str) -> nn.Module:
+    """load_state_dict with an error that names what is missing, unexpected or mis-shaped."""
+    _check_state(model, sd, path)
+    own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
     return model
 
@@ -180,7 +200,8 @@ def _schedule(schedule, default: torch.Tensor) -> torch.Tensor:
 
 # --- the formats ----------------------------------------------------------------------------------------------------
 def _read_tensors(path: str):
-    """(state, metadata) of a .safetensors file or a torch pickle (weights_only)."""
+    """(state, metadata) of a .safetensors file or a torch pickle (weights_only). Tensor sizes in a safetensors
+    header are checked against the file's length by the reader before anything is allocated."""
     if path.endswith(".safetensors"):
         try:
             from safetensors import safe_open
@@ -189,13 +210,84 @@ def _read_tensors(path: str):
         try:
             with safe_open(path, framework="pt") as f:
                 return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
-        except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - a corrupt header, truncated data, anything: the file's fault
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True), {}
-    except Exception as exc:
+        with open_regular(path, "model file") as f:
+            return torch.load(f, map_location="cpu", weights_only=True), {}
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as above
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch/safetensors file: "
-                              f"{str(exc).splitlines()[0][:160]})") from None
+                              f"{_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
+def _metadata(meta: dict, path: str) -> dict:
+    """ddrm_fast's own metadata of a .safetensors file, checked: an object whose ``arch``, ``config`` and ``betas``
+    have the right types (``{}`` for other files)."""
+    if _META_KEY not in meta:
+        return {}
+    try:
+        info = json.loads(meta[_META_KEY])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its {_META_KEY!r} metadata is not JSON ({_first_line(exc)})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: its {_META_KEY!r} metadata is not an object")
+    if "arch" in info and info["arch"] not in ("adm", "ddpm"):
+        raise CheckpointError(f"{path}: metadata arch {info['arch']!r} is not 'adm' or 'ddpm'")
+    if "config" in info and not isinstance(info["config"], dict):
+        raise CheckpointError(f"{path}: metadata config is not an object")
+    if "betas" in info:
+        betas = info["betas"]
+        ok = isinstance(betas, list) and 0 < len(betas) <= 100_000 and all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 < b < 1 for b in betas)
+        if not ok:
+            raise CheckpointError(f"{path}: metadata betas must be a list of at most 100000 numbers in (0, 1)")
+    return info
+
+
+# fields of each architecture that the tensors' shapes determine: a configuration that disagrees is refused before
+# anything is built
+_SHAPE_FIELDS = {"adm": ("in_channels", "model_channels", "out_channels", "num_res_blocks", "channel_mult",
+                         "num_classes", "use_scale_shift_norm", "resblock_updown"),
+                 "ddpm": ("ch", "out_ch", "ch_mult", "num_res_blocks", "in_channels")}
+
+
+def _checked_model(arch: str, config: Optional[dict], sd: Dict[str, torch.Tensor], path: str, num_heads: int,
+                   num_head_channels: int) -> nn.Module:
+    """The network of ``arch`` with ``sd`` loaded. Its configuration (given, or read off the shapes) is checked
+    against the shapes first, and the network is built on the meta device and compared key by key, so a file
+    whose configuration claims a huge network allocates nothing."""
+    try:
+        inferred = (infer_adm_config(sd, num_heads, num_head_channels) if arch == "adm" else infer_ddpm_config(sd))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"{path}: its tensors do not describe an {arch.upper()} UNet ({_first_line(exc)})") \
+            from None
+    if config is None:
+        config = inferred.to_dict()
+    else:
+        try:
+            given = resolve_config(type(inferred), {}, config, {})
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: configuration {_first_line(exc)}") from None
+        for name in _SHAPE_FIELDS[arch]:
+            if getattr(given, name) != getattr(inferred, name):
+                raise CheckpointError(f"{path}: configuration {name}={getattr(given, name)!r} does not match the "
+                                      f"weights ({getattr(inferred, name)!r})")
+        config = given.to_dict()
+    try:
+        with torch.device("meta"):
+            skeleton = _build(arch, config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: configuration {_first_line(exc)}") from None
+    _check_state(skeleton, sd, path)
+    return _load_strict(_build(arch, config), sd, path)
 
 
 def _build(arch: str, config: dict) -> nn.Module:
@@ -281,7 +373,7 @@ def load(path: PathLike, *, arch: Optional[str] = None, config: Optional[dict] =
         ``Loaded(model, betas)``, unpackable as ``model, betas = load(path)``; the model is in eval mode.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise CheckpointError(f"model file not found: {path}")
     if os.path.isdir(path):
         if not (os.path.isfile(os.path.join(path, "config.json"))
@@ -289,8 +381,12 @@ def load(path: PathLike, *, arch: Optional[str] = None, config: Optional[dict] =
             raise CheckpointError(f"{path}: a folder but not a diffusers model (no config.json or unet/config.json)")
         model, betas = _load_diffusers(path, schedule)
     else:
+        try:
+            check_regular(path, "model file")
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
         obj, meta = _read_tensors(path)
-        info = json.loads(meta[_META_KEY]) if _META_KEY in meta else {}
+        info = _metadata(meta, path)
         sd = _unwrap(obj, path, ema)
         arch = arch or info.get("arch")
         if arch is None:
@@ -301,11 +397,9 @@ def load(path: PathLike, *, arch: Optional[str] = None, config: Optional[dict] =
             else:
                 raise CheckpointError(f"{path}: neither an ADM (input_blocks.*, time_embed.*) nor a DDPM "
                                       f"(temb.dense.*, conv_in.*) state_dict; first keys: {sorted(sd)[:4]}")
-        config = config or info.get("config")
-        if config is None:
-            config = (infer_adm_config(sd, num_heads, num_head_channels) if arch == "adm"
-                      else infer_ddpm_config(sd)).to_dict()
-        model = _load_strict(_build(arch, config), sd, path)
+        if arch not in ("adm", "ddpm"):
+            raise CheckpointError(f"unknown architecture {arch!r}: expected 'adm' or 'ddpm'")
+        model = _checked_model(arch, config or info.get("config"), sd, path, num_heads, num_head_channels)
         default = (torch.tensor(info["betas"], dtype=torch.float64) if "betas" in info else linear_betas().double())
         betas = _schedule(schedule, default)
         model.eval()
@@ -330,10 +424,7 @@ def save(model: nn.Module, path: PathLike, betas: torch.Tensor, **info) -> None:
     meta = {"arch": arch, "config": model.config.to_dict(),
             "betas": torch.as_tensor(betas, dtype=torch.float64).tolist(), **info}
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    save_file(state, tmp, metadata={_META_KEY: json.dumps(meta)})
-    os.replace(tmp, path)
+    atomic_write(os.fspath(path), lambda tmp: save_file(state, tmp, metadata={_META_KEY: json.dumps(meta)}))
 
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "small_adm.safetensors")

@@ -33,7 +33,7 @@ def test_missing_inference_key_is_named(tmp_path):
 def test_shape_mismatch_against_a_given_config(tmp_path):
     torch.save(_adm().state_dict(), tmp_path / "m.pt")
     cfg = {**_adm().config.to_dict(), "model_channels": 64}
-    with pytest.raises(CheckpointError, match="shape mismatches"):
+    with pytest.raises(CheckpointError, match=r"model_channels=64 does not match the weights \(32\)"):
         load(tmp_path / "m.pt", arch="adm", config=cfg)
 
 
@@ -120,3 +120,79 @@ def test_embedded_model_restores_images_of_any_size():
     with torch.no_grad():
         eps = model(x, torch.tensor([500.0]))
     assert eps.shape == x.shape and torch.isfinite(eps).all()
+
+
+# --- crafted files: every one a CheckpointError naming the file, nothing large allocated ---------------------------
+def _saved_with_meta(tmp_path, meta, sd=None):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    sd = {k: v.contiguous() for k, v in (sd or _adm().state_dict()).items()}
+    save_file(sd, str(path), metadata=None if meta is None else {"ddrm_fast": meta})
+    return path
+
+
+@pytest.mark.parametrize("meta,message", [
+    ("[]", "its 'ddrm_fast' metadata is not an object"),
+    ("not json", "its 'ddrm_fast' metadata is not JSON"),
+    (json.dumps({"arch": "unet"}), "metadata arch 'unet' is not 'adm' or 'ddpm'"),
+    (json.dumps({"config": [1]}), "metadata config is not an object"),
+    (json.dumps({"betas": [0.5, 2.0]}), "metadata betas must be a list"),
+    (json.dumps({"arch": "adm", "config": {"model_channels": "wide"}}), "configuration"),
+])
+def test_bad_metadata_names_the_file(tmp_path, meta, message):
+    path = _saved_with_meta(tmp_path, meta)
+    with pytest.raises(CheckpointError, match=message) as exc:
+        load(path)
+    assert str(path) in str(exc.value)
+
+
+def test_a_huge_configuration_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    """metadata claiming model_channels=4096 on the small weights: refused by comparing with the shapes; a config
+    that agrees on the shapes but not on the modules is compared on the meta device. Nothing real is built."""
+    from ddrm_fast.models import loader
+
+    built = []
+    real_build = loader._build
+
+    def spy(arch, config):
+        built.append(torch.empty(0).device.type)  # the default device the build allocates on
+        return real_build(arch, config)
+
+    monkeypatch.setattr(loader, "_build", spy)
+    cfg = _adm().config.to_dict()
+    path = _saved_with_meta(tmp_path, json.dumps({"arch": "adm", "config": {**cfg, "model_channels": 4096}}))
+    with pytest.raises(CheckpointError, match=r"model_channels=4096 does not match the weights \(32\)"):
+        load(path)
+    assert built == []
+    path = _saved_with_meta(tmp_path, json.dumps({"arch": "adm", "config": {**cfg, "attention_ds": [1, 2]}}))
+    with pytest.raises(CheckpointError, match="does not match ADMUNet: missing"):
+        load(path)
+    assert built == ["meta"]
+
+
+@pytest.mark.parametrize("key,shape", [("time_embed.0.weight", (4,)), ("time_embed.0.weight", (128, 0)),
+                                       ("input_blocks.1.0.emb_layers.1.weight", (2, 2, 2))])
+def test_tensors_of_the_wrong_rank_are_named(tmp_path, key, shape):
+    sd = _adm().state_dict()
+    sd[key] = torch.zeros(shape)
+    torch.save(sd, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match=rf"{key} has shape {tuple(shape)}".replace("(", r"\(").replace(")", r"\)")):
+        load(tmp_path / "m.pt")
+
+
+def test_only_regular_model_files_are_opened(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.pt")  # torch.load would block reading it
+    with pytest.raises(CheckpointError, match="a FIFO, not a regular file"):
+        load(tmp_path / "fifo.pt")
+    with pytest.raises(CheckpointError, match="a device, not a regular file"):
+        load("/dev/zero")
+
+
+def test_loaded_models_are_in_eval_mode(tmp_path):
+    assert not default_model().model.training
+    model = _adm().train()
+    save(model, tmp_path / "m.safetensors", torch.linspace(1e-4, 0.02, 1000))
+    assert not load(tmp_path / "m.safetensors").model.training
