@@ -49,3 +49,14 @@ def progress_bar(it: Iterable, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(it, desc=desc)
+
+
+def check_same_device(tensors: dict) -> None:
+    """Every tensor of ``tensors`` (name -> tensor or None) on the device of the first: the ops' fake (meta)
+    implementations call it, since a meta tensor among real ones routes a call to them and they must not answer
+    with uninitialised memory."""
+    items = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor)]
+    first, ref = items[0]
+    for name, t in items[1:]:
+        if t.device != ref.device:
+            raise RuntimeError(f"{name} must be on {ref.device} (where {first} is), got {t.device}")

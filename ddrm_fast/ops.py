@@ -9,6 +9,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from ._utils import check_same_device
+
 # --- load the extension (registers torch.ops.ddrm_fast.*) ------------------------------------------------------------
 try:
     from . import _C  # noqa: F401
@@ -41,6 +43,7 @@ if _C is not None:
     def _spectral_step_fake(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars,
                             seeds=None, offset=0):
         # shapes only: two (B, N) float32 outputs
+        check_same_device(dict(xbar=xbar, epsbar=epsbar, z=z, uty=uty, s=s, sigma_y=sigma_y, coef=coef, seeds=seeds))
         return torch.empty_like(xbar, dtype=torch.float32), torch.empty_like(xbar, dtype=torch.float32)
 
 
@@ -68,6 +71,8 @@ if _C is not None:
     def _group_step_fake(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b,
                          want_x0):
         # float32 outputs laid out like x; x0 is empty unless asked for
+        check_same_device(dict(x=x, eps=eps, y=y, weights=weights, observed=observed, sigma_y=sigma_y, coef=coef, z=z,
+                               seeds=seeds))
         out = torch.empty_like(x, dtype=torch.float32)
         return out, (torch.empty_like(out) if want_x0 else x.new_empty((0,), dtype=torch.float32))
 

@@ -25,6 +25,8 @@ def _sigma_y_tensor(sigma_y, operator: LinearOperator, batch: int, device) -> to
     """sigma_y as a (1|B, m) float32 tensor: a float, a per-sample (B,) tensor or a map broadcastable to y."""
     if isinstance(sigma_y, bool) or not isinstance(sigma_y, (int, float, torch.Tensor)):
         raise ValueError(f"sigma_y must be a float or a tensor, got {type(sigma_y).__name__}")
+    if isinstance(sigma_y, torch.Tensor) and (sigma_y.is_complex() or sigma_y.dtype == torch.bool):
+        raise ValueError(f"sigma_y must be real numbers, got {sigma_y.dtype}")
     sy = torch.as_tensor(sigma_y, dtype=torch.float32, device=device)
     if not bool(torch.isfinite(sy).all()):
         raise ValueError("sigma_y must be finite")
@@ -150,6 +152,38 @@ class CompatNoise:
 
 
 # --- the sampler ------------------------------------------------------------------------------------------------------
+def _check_generator(generator, batch: int) -> None:
+    """None, one torch.Generator, or a sequence of one per sample."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if isinstance(generator, (list, tuple)) and all(isinstance(g, torch.Generator) for g in generator):
+        if len(generator) != batch:
+            raise ValueError(f"generator: got {len(generator)} per-sample generators for a batch of {batch}")
+        return
+    raise ValueError(f"generator must be None, a torch.Generator or a list of one per sample, got "
+                     f"{type(generator).__name__}" + (" of other things" if isinstance(generator, (list, tuple))
+                                                       else ""))
+
+
+def _check_real(t: torch.Tensor, name: str) -> None:
+    if t.is_complex():
+        raise ValueError(f"{name} must be real, got {t.dtype}")
+
+
+def _model_eps(out, x: torch.Tensor, channels: int) -> torch.Tensor:
+    """eps from the model's output, checked by shape and dtype only (no value is read: the loop never waits)."""
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"model must return a tensor, got {type(out).__name__}")
+    if not out.is_floating_point():
+        raise ValueError(f"model returned {out.dtype}; expected a real floating-point tensor")
+    if out.dim() != 4 or out.shape[0] != x.shape[0] or out.shape[2:] != x.shape[2:]:
+        raise ValueError(f"model returned shape {tuple(out.shape)} for x_t of shape {tuple(x.shape)}; expected "
+                         f"({x.shape[0]}, {channels} or {2 * channels}, {x.shape[2]}, {x.shape[3]})")
+    eps = take_eps(out, channels)
+    # the kernels read float32/16/bf16; a float64 model is honoured at float32, as every backend computes
+    return eps.float() if eps.dtype == torch.float64 else eps
+
+
 def _check_scalar(name: str, value, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a float, got {type(value).__name__}")
@@ -310,6 +344,7 @@ def clear_graphs() -> None:
     _GRAPHS.clear()
 
 
+@torch.no_grad()  # sampling never records autograd history, whatever the caller's mode or the model's parameters
 def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y, *, steps: int = 20,
                 eta: float = 0.85, eta_b: float = 1.0, schedule: Optional[torch.Tensor] = None,
                 generator: Generator = None, noise: str = "torch", backend: str = "reference",
@@ -363,24 +398,32 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         raise ValueError(f"operator must be a ddrm_fast.operators.LinearOperator, got {type(operator).__name__}")
     if not callable(model):
         raise ValueError("model must be callable as model(x_t, t)")
-    y_flat = operator.check_y(y, "y").float()
+    y_flat = operator.check_y(y, "y")
+    _check_real(y_flat, "y")
+    y_flat = y_flat.float()
+    if y_flat.shape[0] == 0:
+        raise ValueError("y has an empty batch (B = 0)")
     if not bool(torch.isfinite(y_flat).all()):
         raise ValueError("y contains NaN or Inf")
     batch = y_flat.shape[0]
+    _check_generator(generator, batch)
     device = y_flat.device
     eta = _check_scalar("eta", eta, 0.0, 1.0)
     eta_b = _check_scalar("eta_b", eta_b, 0.0, 1.0)
     if noise not in NOISE:
         raise ValueError(f"noise must be one of {NOISE}, got {noise!r}")
     betas = linear_betas() if schedule is None else torch.as_tensor(schedule)
-    if betas.dim() != 1 or not bool(((betas > 0) & (betas < 1)).all()):
+    if not betas.is_floating_point() or betas.dim() != 1 or not bool(((betas > 0) & (betas < 1)).all()):
         raise ValueError("schedule must be a 1-D tensor of betas in (0, 1)")
     seq = ddrm_timesteps(steps, betas.numel())
     sy = _sigma_y_tensor(sigma_y, operator, batch, device)
     if x_T is not None:
         x_T = operator.check_x(x_T, "x_T")
+        _check_real(x_T, "x_T")
         if x_T.shape[0] != batch:
             raise ValueError(f"x_T has batch {x_T.shape[0]}, y has {batch}")
+        if not bool(torch.isfinite(x_T).all()):
+            raise ValueError("x_T contains NaN or Inf")
     backend = _resolve_backend(backend, device)
     if cuda_graph:
         if device.type != "cuda" and _GRAPHS.make is _CudaGraph:
@@ -471,7 +514,7 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         # only x_t lives across the model call; x_t, eps and x_{t'} (and drawn noise) across the step
         x = initial(z_init)
         for i in progress_bar(range(len(rev)), progress, "ddrm"):
-            eps = take_eps(net(x, ts[i].expand(batch)), c)
+            eps = _model_eps(net(x, ts[i].expand(batch)), x, c)
             x_next = step(x, eps, noise_at(i), coef[i], eta, eta_b, i)
             if callback is not None:
                 callback({"i": i, "t": rev[i], "t_next": rev_next[i], "x": x_next,

@@ -81,6 +81,24 @@ def test_whole_sample_equals_reference(device, make):
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("which", ["eps", "y", "z"])
+def test_a_meta_tensor_among_cpu_tensors_is_a_device_error(which):
+    """A meta tensor routes the call to the op's fake implementation, which must refuse mixed devices rather than
+    return uninitialised memory on the CPU."""
+    op = O.SuperRes(2, (3, 4, 6))
+    t = dict(x=torch.zeros(1, 3, 4, 6), eps=torch.zeros(1, 3, 4, 6), y=torch.zeros(1, 18), z=torch.zeros(1, 3, 4, 6))
+    t[which] = t[which].to("meta")
+    with pytest.raises(RuntimeError, match=f"{which} must be on cpu"):
+        ops.group_step(t["x"], t["eps"], t["y"], op.weights, None, torch.zeros(1, 1), torch.ones(4), op.group_shape,
+                       0.85, 1.0, z=t["z"])
+    s = _inputs("cpu")
+    s["epsbar"] = s["epsbar"].to("meta")
+    with pytest.raises(RuntimeError, match="epsbar must be on cpu"):
+        ops.spectral_step(**s, eta=0.85, eta_b=1.0)
+    meta = {k: v.to("meta") for k, v in _inputs("cpu").items()}  # all on meta: shapes only, as before
+    assert ops.spectral_step(**meta, eta=0.85, eta_b=1.0)[0].device.type == "meta"
+
+
 def test_auto_picks_the_compiled_backend_on_cpu():
     from ddrm_fast.sampler import _resolve_backend
 

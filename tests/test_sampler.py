@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from ddrm_fast import ddrm_sample, operators as O
+from ddrm_fast import ddrm_sample, ops, operators as O
 from ddrm_fast.models import GaussianPriorEps
 
 MODEL = GaussianPriorEps(std=0.5)
+BACKENDS = ["reference"] + (["cpu"] if ops.has_cpu() else [])  # every backend this process can run
 
 
 def _gens(seeds):
@@ -21,7 +22,6 @@ def _problem(b=3, shape=(3, 8, 12)):
 def test_restoration_agrees_with_y():
     x, op, y = _problem(b=8, shape=(3, 16, 16))
     out = ddrm_sample(MODEL, y, op, 0.0, steps=20, generator=torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and torch.isfinite(out).all()
     # the measured part is pulled onto y (the last step returns the model's x0, so only approximately)
     assert torch.allclose(op.H(out), y, atol=0.03)
 
@@ -103,8 +103,19 @@ def test_model_with_learned_variance_channels():
     (dict(x_T=torch.zeros(1, 3, 8, 8)), "x_T must have shape"),
     (dict(operator="sr4"), "operator must be"),
     (dict(schedule=torch.tensor([0.5, 2.0])), "schedule must be"),
+    (dict(schedule=torch.tensor([1, 2])), "schedule must be"),
+    (dict(x_T=torch.full((1, 3, 8, 12), float("nan"))), "x_T contains NaN or Inf"),
+    (dict(x_T=torch.zeros(1, 3, 8, 12, dtype=torch.complex64)), "x_T must be real"),
+    (dict(y=torch.zeros(0, 3, 4, 6)), r"y has an empty batch \(B = 0\)"),
+    (dict(y=torch.zeros(1, 3, 4, 6, dtype=torch.complex64)), "y must be real"),
+    (dict(sigma_y=torch.tensor(0.1 + 0.2j)), "sigma_y must be real numbers"),
+    (dict(sigma_y=0.1 + 0.2j), "sigma_y must be a float or a tensor, got complex"),
+    (dict(generator=5), "generator must be None, a torch.Generator or a list of one per sample, got int"),
+    (dict(generator=[1, 2]), "generator must be None, a torch.Generator or a list of one per sample, got list"),
+    (dict(generator=[torch.Generator()] * 2), "got 2 per-sample generators for a batch of 1"),
 ])
-def test_bad_arguments_raise_before_any_work(kwargs, match):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_arguments_raise_before_any_work(kwargs, match, backend):
     op = O.SuperRes(2, (3, 8, 12))
     calls = []
 
@@ -112,11 +123,52 @@ def test_bad_arguments_raise_before_any_work(kwargs, match):
         calls.append(1)
         return MODEL(x, t)
 
-    args = dict(y=torch.zeros(1, 3, 4, 6), operator=op, sigma_y=0.1)
+    args = dict(y=torch.zeros(1, 3, 4, 6), operator=op, sigma_y=0.1, backend=backend)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         ddrm_sample(model, args.pop("y"), args.pop("operator"), args.pop("sigma_y"), **args)
     assert not calls
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("model,match", [
+    (lambda x, t: "eps", "model must return a tensor, got str"),
+    (lambda x, t: torch.zeros(x.shape, dtype=torch.int32), "model returned torch.int32; expected a real floating"),
+    (lambda x, t: torch.zeros(x.shape[0], 3, 4, 4), r"model returned shape \(1, 3, 4, 4\) for x_t of shape"),
+    (lambda x, t: torch.zeros(x.shape[0], 5, *x.shape[2:]), "model returned 5 channels; expected 3"),
+])
+def test_a_model_returning_the_wrong_thing_is_named(model, match, backend):
+    op = O.SuperRes(2, (3, 8, 12))
+    with pytest.raises(ValueError, match=match):
+        ddrm_sample(model, torch.zeros(1, 3, 4, 6), op, 0.1, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make", [lambda: O.SuperRes(2, (3, 8, 12)), lambda: O.Blur([0.25, 0.5, 0.25], (3, 8, 12))])
+def test_a_float64_model_gives_the_float32_result_on_every_backend(make, backend):
+    op = make()
+    y = op.H(0.5 * torch.randn(2, 3, 8, 12, generator=torch.Generator().manual_seed(0)))
+    run = lambda m, be: ddrm_sample(m, y, op, 0.05, steps=5, backend=be,  # noqa: E731
+                                    generator=torch.Generator().manual_seed(1))
+    wide = lambda x, t: MODEL(x.double(), t).double()  # noqa: E731
+    torch.testing.assert_close(run(wide, backend), run(MODEL, "reference"), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sampling_never_records_autograd_history(backend):
+    """Grad mode on, a model with trainable parameters: no graph is kept, the output needs no grad."""
+    from ddrm_fast.models import ADMUNet
+
+    torch.manual_seed(0)
+    model = ADMUNet(dict(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=()))
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    op = O.SuperRes(2, (3, 8, 8))
+    seen = []
+    with torch.enable_grad():
+        out = ddrm_sample(model, torch.zeros(1, 3, 4, 4), op, 0.1, steps=4, backend=backend,
+                          callback=lambda d: seen.append(torch.is_grad_enabled()))
+    assert not out.requires_grad and out.grad_fn is None and seen == [False] * 4
+    assert torch.is_grad_enabled()  # the caller's mode is restored
 
 
 def test_per_coordinate_sigma_needs_identity_U():
@@ -134,15 +186,67 @@ def test_compat_noise_needs_an_equivalent_operator():
         ddrm_sample(MODEL, torch.zeros(2, 3, 4, 4), sq, torch.tensor([0.1, 0.2]), noise="compat")
 
 
+def _dense_ddrm(H, y, sigma_y, zs, model, steps, eta, eta_b, threshold=1e-3):
+    """DDRM as the spec writes it, over the explicit SVD of the (m, N) matrix H, in float64: an oracle that shares
+    nothing with the package but the model. ``zs`` are the image-space noises (initial, then one per step)."""
+    U, S, Vh = torch.linalg.svd(H.double(), full_matrices=True)
+    s = torch.where(S < threshold, torch.zeros_like(S), S)
+    V, m, b = Vh.t(), s.numel(), y.shape[0]
+    measured = s > 0
+    ybar = torch.where(measured, (y.double().reshape(b, -1) @ U) / torch.where(measured, s, 1.0), 0.0)
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    abar = lambda t: torch.cumprod(1 - betas, 0)[t] if t >= 0 else torch.tensor(1.0, dtype=torch.float64)  # noqa
+    sigma = lambda t: ((1 - abar(t)) / abar(t)).sqrt()  # noqa: E731
+    seq = list(range(0, 1000, 1000 // steps))[::-1]
+    z = zs[0].double().reshape(b, -1) @ V
+    sT = sigma(seq[0])
+    head = torch.where(measured & (s * sT > sigma_y),
+                       (ybar + (sT**2 - sigma_y**2 / torch.where(measured, s, 1.0) ** 2).clamp_min(0).sqrt()
+                        * z[:, :m]) / sT, z[:, :m])
+    x = torch.cat([head, z[:, m:]], 1) @ V.t()
+    for i, t in enumerate(seq):
+        t_next = seq[i + 1] if i + 1 < len(seq) else -1
+        eps = model(x.float().reshape(zs[0].shape), torch.full((b,), float(t))).double().reshape(b, -1)
+        x0 = (x - (1 - abar(t)).sqrt() * eps) / abar(t).sqrt()
+        x0b, eb, zb = x0 @ V, eps @ V, zs[i + 1].double().reshape(b, -1) @ V
+        sn = sigma(t_next)
+        new = x0b + (1 - eta**2) ** 0.5 * sn * eb + eta * sn * zb  # case 3
+        sm = torch.where(measured, s, 1.0)
+        case1 = (eta_b * ybar + (1 - eta_b) * x0b[:, :m]
+                 + (sn**2 - eta_b**2 * sigma_y**2 / sm**2).clamp_min(0).sqrt() * zb[:, :m])
+        case2 = x0b[:, :m] + (1 - eta**2) ** 0.5 * sn * (ybar - x0b[:, :m]) * s / sigma_y + eta * sn * zb[:, :m]
+        head = torch.where(measured & (s * sn > sigma_y), case1,
+                           torch.where(measured & (s * sn < sigma_y), case2, new[:, :m]))
+        x = abar(t_next).sqrt() * torch.cat([head, new[:, m:]], 1) @ V.t()
+    return x.reshape(zs[0].shape)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
 @pytest.mark.parametrize("make", [
     lambda s: O.Blur([1 / 9] * 9, s), lambda s: O.SRBicubic(2, s), lambda s: O.WalshHadamardCS(4, s),
-    lambda s: O.Colorize(s), lambda s: O.Dense(torch.randn(40, 3 * 8 * 8), s),
+    lambda s: O.Colorize(s), lambda s: O.SuperRes(2, s),
+    lambda s: O.Dense(torch.randn(40, 3 * 8 * 8, generator=torch.Generator().manual_seed(5)), s),
 ])
-def test_every_operator_samples(make):
+def test_every_operator_equals_ddrm_over_its_explicit_svd(make, backend):
+    """Each operator's structured SVD against DDRM written out over torch.linalg.svd of its matrix, given the same
+    image-space noise: the result does not depend on which singular basis is used."""
+    from ddrm_fast import ops
+
+    if backend == "cpu" and not ops.has_cpu():
+        pytest.skip("no compiled extension")
     op = make((3, 8, 8))
-    x = 0.5 * torch.randn(2, 3, 8, 8)
-    out = ddrm_sample(MODEL, op.H(x), op, 0.05, steps=10, generator=torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and torch.isfinite(out).all()
+    x = 0.5 * torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = op.H(x) + 0.1 * torch.randn(2, *op.y_shape, generator=torch.Generator().manual_seed(2))
+    steps, grouped = 5, isinstance(op, O.GroupOperator)
+    out = ddrm_sample(MODEL, y, op, 0.1, steps=steps, eta=0.85, eta_b=0.9,
+                      generator=torch.Generator().manual_seed(0), backend=backend)
+    # the sampler's draws, in their order: image layout for group operators, spectral (then V) for the others
+    g = torch.Generator().manual_seed(0)
+    draws = [torch.randn((2, 3, 8, 8) if grouped else (2, op.n), generator=g) for _ in range(steps + 1)]
+    zs = [d if grouped else op.V(d).reshape(2, 3, 8, 8) for d in draws]
+    matrix = op.H(torch.eye(op.n).reshape(op.n, 3, 8, 8)).reshape(op.n, -1).t()  # (m, N), column j = H e_j
+    want = _dense_ddrm(matrix, y, 0.1, zs, MODEL, steps, 0.85, 0.9)
+    torch.testing.assert_close(out.double(), want, rtol=1e-4, atol=2e-4)
 
 
 def test_network_options_keep_the_result():

@@ -11,19 +11,30 @@ does not measure: the sampler treats it as unmeasured (DDRM's case 3), never as 
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["LinearOperator", "check_image_shape", "check_ratio"]
+__all__ = ["LinearOperator", "check_image_shape", "check_ratio", "check_threshold"]
+
+
+def check_threshold(value, name: str = "zero_threshold") -> float:
+    """A finite float >= 0 (a NaN would silently count every singular value as measured)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def check_image_shape(image_shape: Sequence[int], name: str = "image_shape") -> Tuple[int, int, int]:
-    """Validate a (C, H, W) triple of positive ints."""
+    """Validate a (C, H, W) triple of positive ints (a float that is not a whole number is refused, not truncated)."""
     try:
-        shape = tuple(int(s) for s in image_shape)
+        values = list(image_shape)
+        shape = tuple(int(s) for s in values)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a (C, H, W) tuple of ints, got {image_shape!r}") from None
+    if any(isinstance(v, bool) or v != s for v, s in zip(values, shape)):
+        raise ValueError(f"{name} must be a (C, H, W) tuple of ints, got {image_shape!r}")
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"{name} must be a (C, H, W) tuple of positive ints, got {image_shape!r}")
     return shape

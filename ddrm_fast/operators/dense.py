@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 
-from .base import LinearOperator, check_image_shape
+from .base import LinearOperator, check_image_shape, check_threshold
 
 __all__ = ["Dense"]
 
@@ -18,7 +18,10 @@ class Dense(LinearOperator):
 
     def __init__(self, matrix: torch.Tensor, image_shape: Sequence[int], zero_threshold: float = 1e-3):
         self.image_shape = check_image_shape(image_shape)
+        zero_threshold = check_threshold(zero_threshold)
         mat = torch.as_tensor(matrix)
+        if mat.is_complex():
+            raise ValueError("matrix must be real")
         if mat.dim() != 2 or mat.shape[1] != self.n or mat.shape[0] > self.n or mat.shape[0] < 1:
             raise ValueError(f"matrix must be (m, {self.n}) with 1 <= m <= {self.n} for images {self.image_shape}, "
                              f"got {tuple(mat.shape)}")

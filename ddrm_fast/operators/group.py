@@ -49,9 +49,7 @@ class GroupOperator(LinearOperator):
                  observed: Optional[torch.Tensor] = None):
         self.image_shape = check_image_shape(image_shape)
         c, h, w = self.image_shape
-        cg, rh, rw = (int(v) for v in group_shape)
-        if min(cg, rh, rw) < 1:
-            raise ValueError(f"group_shape must be positive, got {tuple(group_shape)}")
+        cg, rh, rw = check_image_shape(group_shape, "group_shape")
         if c % cg or h % rh or w % rw:
             raise ValueError(f"image_shape {self.image_shape} is not divisible by the group shape ({cg}, {rh}, {rw})")
         self.group_shape = (cg, rh, rw)

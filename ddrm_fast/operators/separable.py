@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from .base import LinearOperator, check_image_shape, check_ratio
+from .base import LinearOperator, check_image_shape, check_ratio, check_threshold
 
 __all__ = ["SeparableOperator", "Blur", "SRBicubic", "conv_matrix", "bicubic_matrix"]
 
@@ -70,8 +70,7 @@ class SeparableOperator(LinearOperator):
             raise ValueError(f"H_r must be (h, {H}) with h <= {H}, got {tuple(H_r.shape)}")
         if H_c.dim() != 2 or H_c.shape[1] != W or H_c.shape[0] > W:
             raise ValueError(f"H_c must be (w, {W}) with w <= {W}, got {tuple(H_c.shape)}")
-        if zero_threshold < 0:
-            raise ValueError(f"zero_threshold must be >= 0, got {zero_threshold}")
+        zero_threshold = check_threshold(zero_threshold)
         h, w = H_r.shape[0], H_c.shape[0]
         self.y_shape = (c, h, w)
         self.H_r, self.H_c = H_r.float(), H_c.float()

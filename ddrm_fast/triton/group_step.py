@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._utils import check_same_device
 from . import interpreting
 
 
@@ -161,5 +162,7 @@ def _group_step_cpu(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offse
 
 @group_step.register_fake
 def _(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0):
+    check_same_device(dict(x=x, eps=eps, y=y, weights=weights, observed=observed, sigma_y=sigma_y, coef=coef, z=z,
+                           seeds=seeds))
     out = torch.empty_like(x, dtype=torch.float32)
     return out, (torch.empty_like(out) if want_x0 else x.new_empty((0,), dtype=torch.float32))

@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._utils import check_same_device
 from . import interpreting
 from .group_step import philox_normal
 
@@ -96,4 +97,5 @@ def _spectral_step_cpu(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c
 
 @spectral_step.register_fake
 def _(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds=None, offset=0):
+    check_same_device(dict(xbar=xbar, epsbar=epsbar, z=z, uty=uty, s=s, sigma_y=sigma_y, coef=coef, seeds=seeds))
     return torch.empty_like(xbar), torch.empty_like(xbar)

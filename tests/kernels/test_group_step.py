@@ -19,6 +19,7 @@ def _ops(b):
         "sr2": O.SuperRes(2, (3, 18, 30)),
         "sr3": O.SuperRes(3, (3, 15, 21)),
         "sr4": O.SuperRes(4, (3, 16, 28)),
+        "sr9": O.SuperRes(9, (3, 18, 27)),  # 81 values a group: the generic two-pass update on every backend
         "sr2_masked": O.SuperRes(2, (3, 18, 30), observed=torch.rand(b, 1, 9, 15, generator=g) > 0.3),
         "color": O.Colorize((3, 17, 31), weights=[0.299, 0.587, 0.114]),
     }
@@ -52,7 +53,7 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-@pytest.mark.parametrize("name", ["denoise", "inpaint", "sr2", "sr3", "sr4", "sr2_masked", "color"])
+@pytest.mark.parametrize("name", ["denoise", "inpaint", "sr2", "sr3", "sr4", "sr9", "sr2_masked", "color"])
 @pytest.mark.parametrize("b", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided_eps"])
@@ -142,6 +143,16 @@ def test_compile_fullgraph(backend, device):
 
     compiled = torch.compile(step, fullgraph=True, backend="inductor" if device == "cuda" else "aot_eager")
     assert torch.allclose(compiled(t["x"], t["eps"], t["z"]), step(t["x"], t["eps"], t["z"]), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_a_meta_tensor_among_real_ones_is_a_device_error(backend, device):
+    op = _ops(1)["sr2"]
+    t = _case(op, 1, torch.float32, "contiguous", device)
+    _, group = _kernels(backend)
+    with pytest.raises(RuntimeError, match=f"eps must be on {device}"):
+        group(t["x"], t["eps"].to("meta"), t["y"], t["weights"], None, t["sigma_y"], t["coef"], op.group_shape, 0.85,
+              0.7, z=t["z"])
 
 
 @pytest.mark.parametrize("change,match", [

@@ -160,6 +160,12 @@ def test_group_structure_is_exposed():
     (lambda: O.Dense(torch.randn(3, 5), (1, 2, 2)), "matrix must be"),
     (lambda: O.Blur([[1.0]], (1, 4, 4)), "kernel must be"),
     (lambda: O.Denoise((3, 0, 4)), "image_shape"),
+    (lambda: O.Denoise((3, 16.5, 16)), r"image_shape must be a \(C, H, W\) tuple of ints, got \(3, 16.5, 16\)"),
+    (lambda: O.SuperRes(2, (3, 16, True)), "image_shape must be a"),
+    (lambda: O.Blur([1 / 3] * 3, (3, 8, 8), zero_threshold=float("nan")), "zero_threshold must be a finite"),
+    (lambda: O.Blur([1 / 3] * 3, (3, 8, 8), zero_threshold=-1.0), "zero_threshold must be a finite"),
+    (lambda: O.Dense(torch.randn(3, 4), (1, 2, 2), zero_threshold=float("inf")), "zero_threshold must be a finite"),
+    (lambda: O.Dense(torch.randn(3, 4, dtype=torch.complex64), (1, 2, 2)), "matrix must be real"),
 ])
 def test_bad_construction_names_the_argument(make, match):
     with pytest.raises(ValueError, match=match):
