@@ -24,12 +24,13 @@ demo: setup
 
 test: setup pytest triton-test ctest cuda-binding-check
 
+# -rs: the summary lists every skipped test with its reason (an oracle or a device that was missing is visible)
 pytest: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
 
 # Triton kernels on the CPU: the interpreter must be chosen before triton is imported, so its own process
 triton-test: setup
-	TRITON_INTERPRET=1 $(PY) -m pytest -q tests/kernels
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -rs tests/kernels
 
 # the torch-free kernel core alone: C++ unit tests, and the .cu files compiled when nvcc is present
 ctest:

@@ -353,6 +353,9 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
                 compile: Union[bool, str] = False, cuda_graph: bool = False) -> torch.Tensor:
     """Restore images from y = H x + z with DDRM (Kawar et al. 2022); returns the restored batch (B, C, H, W).
 
+    Runs under ``torch.no_grad()``: no autograd history is recorded, whatever the caller's mode. Arguments it cannot
+    honour raise a ValueError naming the argument before any work, on every backend alike.
+
     Args:
         model: ``model(x_t, t) -> eps`` with t a float (B,) tensor of timesteps; 2C output channels keep the first C.
         y: measurements, natural layout (B, *operator.y_shape) or flat (B, m); finite.

@@ -103,6 +103,8 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         raise ValueError(f"crop {crop} is larger than the smallest photo side ({smallest})")
     if not 0 <= ema_decay < 1 or not lr > 0:
         raise ValueError(f"ema_decay must lie in [0, 1) and lr be > 0, got {ema_decay}, {lr}")
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"-o {out_dir}: exists and is not a folder")
     with FolderLock(out_dir):
         state = _check_out_dir(out_dir, resume)
         return _train(model, betas, images, out_dir, state, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
@@ -113,8 +115,6 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
 def _check_out_dir(out_dir: str, resume: bool) -> Optional[dict]:
     """The training state to resume from (None: start over), after checking that every file the run writes in
     ``out_dir`` is absent or one a training run wrote: the user's own files are never overwritten."""
-    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"-o {out_dir}: exists and is not a folder")
     model_path = os.path.join(out_dir, "model.safetensors")
     if os.path.lexists(model_path):
         try:

@@ -10,10 +10,12 @@ def test_demo_restores_what_the_pseudo_inverse_cannot():
         assert r["psnr_ddrm"] > r["psnr_pinv"] + 3, r
 
 
-def test_demo_command_prints_a_table():
+def test_demo_command_prints_the_numbers_of_the_run():
     out = subprocess.run([sys.executable, "-m", "ddrm_fast", "demo", "--size", "32", "--task", "sr4"],
                          capture_output=True, text=True, check=True).stdout
-    assert "PSNR DDRM" in out and "sr4" in out
+    row = [line.split() for line in out.splitlines() if line.strip().startswith("sr4")]
+    r = demo.run("sr4", sigma_y=0.05, steps=20, size=32, seed=0, backend="auto")  # the command's defaults
+    assert len(row) == 1 and row[0][1:3] == [f"{r['psnr_pinv']:.2f}", f"{r['psnr_ddrm']:.2f}"]
 
 
 def test_bad_size_is_one_line_and_nonzero():
@@ -158,7 +160,8 @@ def test_class_conditional_models_need_a_label(small_png, tmp_path, capsys):
     _fails(["restore", small_png, "--task", "deno", "--model", str(cond)], tmp_path, capsys, "give --class-label")
     _fails(["restore", small_png, "--task", "deno", "--model", str(cond), "--class-label", "3"], tmp_path, capsys,
            "class label must lie in 0..2")
-    _fails(["restore", small_png, "--task", "deno", "--class-label", "1"], tmp_path, capsys, "not")
+    _fails(["restore", small_png, "--task", "deno", "--class-label", "1"], tmp_path, capsys,
+           "--class-label is for class-conditional models; this one is not")
     assert cli(["restore", small_png, "--task", "deno", "--model", str(cond), "--class-label", "2", "--steps", "2",
                 "-o", str(tmp_path / "o"), "--no-progress"]) == 0
 
@@ -191,5 +194,161 @@ def test_live_bytes_counts_storages_alive_together():
         del v
         c = torch.empty(250)             # a's storage gone: 3000 now, the peak stays
     assert (live.peak, live.now) == (6000, 3000)
-    assert b.numel() + c.numel() == 750
+    del b, c
     assert buffers_per_sample(3.0, 1.0, 2, 2**18) == 1.0  # 2 MiB over 2 samples of 1 MiB float32 images
+
+
+# --- every entry point, bad arguments and bad files: one line, no traceback, the right exit code, nothing touched --
+def _workspace(root):
+    """Good inputs, hostile files and folders holding the user's own files."""
+    from ddrm_fast.models import ADMUNet, save
+
+    root.mkdir()
+    im = Image.open(EXAMPLE)
+    (root / "in").mkdir()
+    for i, name in enumerate(("a.png", "b.png")):
+        im.crop((40 * i, 40, 40 * i + 32, 72)).save(root / "in" / name)
+    im.crop((88, 40, 120, 72)).save(root / "face.png")
+    os.mkfifo(root / "fifo.png")
+    os.mkfifo(root / "fifo.pt")
+    os.mkfifo(root / "fifo.json")
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    (root / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10**5, 10**5, 8, 2, 0,
+                                                                                        0, 0)) + chunk(b"IEND", b""))
+    (root / "file.txt").write_text("the user's notes")
+    (root / "m5.json").write_text("5")
+    torch.manual_seed(0)
+    tiny = ADMUNet(dict(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=()))
+    save(tiny, root / "tiny.safetensors", torch.linspace(1e-4, 0.02, 1000))
+    sd = tiny.state_dict()
+    torch.save({**sd, "time_embed.0.weight": torch.zeros(4)}, root / "crafted_rank.pt")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(root / "crafted_meta.safetensors"),
+              metadata={"ddrm_fast": "not json"})
+    for folder, files in {"user_out": {"face_deno_restored.png": None, "thesis.tmp.docx": b"chapter 1"},
+                          "foreign_report": {"report.jsonl": b"my notes\n"},
+                          "trainout": {"model.safetensors": b"someone else's weights"},
+                          "benchout": {"bench.csv": b"my,own,table\n"},
+                          "mixed_out": {"template.tmpl": b"{{ x }}", "cache.tmp/entry": b"cached"}}.items():
+        for name, data in files.items():
+            path = root / folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if data is None:
+                Image.new("RGB", (8, 8), "red").save(path)  # the user's picture, with the name a result would take
+            else:
+                path.write_bytes(data)
+    (root / "mixed").mkdir()
+    for name in ("a.png", "b.png"):
+        (root / "mixed" / name).write_bytes((root / "in" / name).read_bytes())
+    os.mkfifo(root / "mixed" / "fifo.png")
+    (root / "mixed" / "junk.png").write_bytes(b"not an image")
+    return root
+
+
+def _tree(root):
+    out = {}
+    for d, dirs, names in os.walk(root):
+        for n in names + dirs:
+            p = os.path.join(d, n)
+            out[os.path.relpath(p, root)] = open(p, "rb").read() if os.path.isfile(p) else "<not a file>"
+    return out
+
+
+_R = ["restore", "{ws}/face.png", "--task", "deno", "-o", "{ws}/o", "--no-progress", "--steps", "2",
+      "--model", "{ws}/tiny.safetensors"]
+_D = ["restore", "--input-dir", "{ws}/in", "-o", "{ws}/o", "--task", "deno", "--no-progress", "--steps", "2",
+      "--model", "{ws}/tiny.safetensors", "--num-workers", "0"]
+_T = ["train", "-o", "{ws}/t", "--steps", "1", "--batch-size", "1", "--crop", "16", "--no-progress"]
+_B = ["bench", "--batch", "1", "--steps", "2", "--repeats", "1", "--size", "16", "--model", "{ws}/tiny.safetensors",
+      "--modes", "reference"]
+
+
+def _set(argv, flag, value):
+    """argv with ``flag``'s value replaced (or the flag added)."""
+    argv = list(argv)
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
+    return argv
+
+
+BAD_INVOCATIONS = [  # (argv, the line's words)
+    (["restore", "{ws}/missing.png"] + _R[2:], "input {ws}/missing.png: no such file"),
+    (["restore", "{ws}/fifo.png"] + _R[2:], "input {ws}/fifo.png: a FIFO, not a regular file"),
+    (["restore", "{ws}/bomb.png"] + _R[2:], "input {ws}/bomb.png: too large to decode safely"),
+    (_set(_R, "-o", "{ws}/file.txt"), "-o {ws}/file.txt: exists and is not a folder"),
+    (_set(_R, "-o", "{ws}/user_out"), "{ws}/user_out/face_deno_restored.png exists and was not written by ddrm-fast"),
+    (_set(_R, "--steps", "0"), "argument --steps: must be >= 1, got 0"),
+    (_set(_R, "--eta", "2"), "argument --eta: must lie in [0, 1], got 2.0"),
+    (_set(_R, "--steps", "100000"), "steps (100000) cannot exceed the number of diffusion timesteps (1000)"),
+    (_set(_R, "--model", "{ws}/fifo.pt"), "model file {ws}/fifo.pt: a FIFO, not a regular file"),
+    (_set(_R, "--model", "{ws}/crafted_rank.pt"), "time_embed.0.weight has shape (4,)"),
+    (_set(_R, "--model", "{ws}/crafted_meta.safetensors"),
+     "{ws}/crafted_meta.safetensors: its 'ddrm_fast' metadata is not JSON"),
+    (_set(_R, "--device", "quantum"), "argument --device: not a device: 'quantum'"),
+    (_set(_R, "--mask", "{ws}/face.png"), "--mask is for --task inp, not deno"),
+    (["restore"] + _R[2:], "give either INPUT (one image) or --input-dir (a folder)"),
+    (_set(_D, "-o", "{ws}/in"), "--output-dir {ws}/in is the --input-dir folder"),
+    (_set(_D, "--steps", "0"), "argument --steps: must be >= 1, got 0"),
+    (_set(_D, "--eta", "2"), "argument --eta: must lie in [0, 1], got 2.0"),
+    (_set(_D, "--steps", "100000"), "steps (100000) cannot exceed the number of diffusion timesteps (1000)"),
+    (_set(_D, "--batch-size", "0"), "argument --batch-size: must be >= 1, got 0"),
+    (_set(_D, "--manifest", "{ws}/m5.json"), "--manifest {ws}/m5.json: expected a list of objects"),
+    (_set(_D, "--manifest", "{ws}/fifo.json"), "--manifest {ws}/fifo.json: a FIFO, not a regular file"),
+    (_set(_D, "--masks-dir", "{ws}/missing"), "--masks-dir {ws}/missing: no such folder"),
+    (_set(_D, "--input-dir", "{ws}/missing"), "--input-dir {ws}/missing: no such folder"),
+    (_set(_D, "-o", "{ws}/foreign_report"), "report.jsonl exists and was not written by ddrm-fast"),
+    (_set(_D, "--mask", "{ws}/face.png"), "--mask is for one image; give --masks-dir with --input-dir"),
+    (_set(_T, "--steps", "0"), "argument --steps: must be >= 1, got 0"),
+    (_set(_T, "-o", "{ws}/file.txt"), "-o {ws}/file.txt: exists and is not a folder"),
+    (_set(_T, "--crop", "12"), "crop must be a positive multiple of 8 for this UNet, got 12"),
+    (_set(_T, "-o", "{ws}/trainout"), "{ws}/trainout/model.safetensors exists and was not written by ddrm-fast"),
+    (_set(_T, "--device", "quantum"), "argument --device: not a device: 'quantum'"),
+    (_set(_B, "--batch", "0"), "argument --batch: must be >= 1, got 0"),
+    (_set(_B, "--batch", "x"), "argument --batch: an integer expected, got 'x'"),
+    (_set(_B, "--modes", "reference,warp"), "--modes: unknown warp"),
+    (_set(_B, "--size", "30"), "--size 30 must be a multiple of 4"),
+    (_set(_B, "--model", "{ws}/missing.pt"), "model file not found: {ws}/missing.pt"),
+    (_set(_B, "--out", "{ws}/file.txt"), "--out {ws}/file.txt: exists and is not a folder"),
+    (_set(_B, "--out", "{ws}/benchout"), "--out {ws}/benchout: bench.csv exists and was not written by ddrm-fast"),
+]
+
+
+def test_every_entry_point_fails_in_one_line_and_touches_nothing(tmp_path):
+    """Real `ddrm-fast` processes (four at a time): each bad invocation prints one line naming what is wrong, no
+    traceback, exit code 2, and writes nothing; a folder job with bad items reports each by name, restores the rest,
+    exits 1 and leaves the user's files in its output folder as they were."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ws = _workspace(tmp_path / "ws")
+    before = _tree(ws)
+    mixed = [a.replace("{ws}/in", "{ws}/mixed").replace("{ws}/o", "{ws}/mixed_out") for a in _D]
+    runs = [(argv, 2, words) for argv, words in BAD_INVOCATIONS] + [(mixed, 1, None)]
+
+    def run(case):
+        argv, _, _ = case
+        p = subprocess.run([sys.executable, "-m", "ddrm_fast"] + [a.format(ws=ws) for a in argv], capture_output=True,
+                           text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return p.returncode, p.stderr
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, runs))
+    for (argv, code, words), (got, stderr) in zip(runs, results):
+        lines = stderr.splitlines()
+        assert "Traceback" not in stderr and got == code, (argv, got, stderr)
+        if words is not None:
+            assert len(lines) == 1 and lines[0].startswith("ddrm-fast: error: "), (argv, stderr)
+            assert words.format(ws=ws) in lines[0], (argv, lines[0])
+    _, stderr = results[-1]
+    assert sorted(line.split(":")[1].strip() for line in stderr.splitlines()) == ["fifo.png", "junk.png"]
+    after = _tree(ws)
+    new = sorted(set(after) - set(before))
+    assert new == ["mixed_out/a.png", "mixed_out/b.png", "mixed_out/report.jsonl", "mixed_out/summary.json"]
+    assert {k: after[k] for k in before} == before  # every file that was there, byte for byte
