@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import sys
@@ -39,6 +40,7 @@ __all__ = ["Item", "plan", "read_manifest", "restore_dir", "default_seed", "chec
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+_FIELDS = ("name", "task", "sigma_y", "seed", "noise_map")  # a manifest entry's
 
 
 def default_seed(name: str) -> int:
@@ -69,8 +71,10 @@ def _entry(row: dict, base: str) -> dict:
     """One manifest row's settings, checked: a ValueError names the field that is wrong."""
     entry = {}
     for key in row:
-        if key not in ("name", "task", "sigma_y", "seed", "noise_map"):
-            raise ValueError(f"unknown field {key!r} (known: name, task, sigma_y, seed, noise_map)")
+        if key is None:  # a CSV row with more values than the header has columns
+            raise ValueError(f"more values than columns ({row[None]!r} left over)")
+        if key not in _FIELDS:
+            raise ValueError(f"unknown field {key!r} (known: {', '.join(_FIELDS)})")
     task = row.get("task")
     if task not in (None, ""):
         if not isinstance(task, str):
@@ -120,7 +124,12 @@ def read_manifest(path: str) -> Tuple[Dict[str, dict], List[Tuple[str, str]]]:
                 raise ValueError(f"expected a list of objects or an object of name: settings, got "
                                  f"{type(rows).__name__}")
         else:
-            rows = list(csv.DictReader(text.splitlines()))
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            unknown = [c for c in (reader.fieldnames or []) if c not in _FIELDS]
+            if unknown or "name" not in (reader.fieldnames or []):
+                raise ValueError(f"the header must name the columns name[, {', '.join(_FIELDS[1:])}]; got "
+                                 f"{reader.fieldnames}")
+            rows = list(reader)
     except (UnicodeDecodeError, csv.Error, json.JSONDecodeError) as exc:
         raise ValueError(f"--manifest {path}: unreadable ({str(exc).splitlines()[0][:160]})") from None
     except ValueError as exc:

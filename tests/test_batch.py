@@ -496,3 +496,28 @@ def test_an_existing_output_the_job_did_not_write_is_left_alone(tmp_path):
     (out / "report.jsonl").write_text("my own notes\n")
     with pytest.raises(ValueError, match="report.jsonl exists and was not written by ddrm-fast"):
         _run(inp, out)
+
+
+def test_manifest_entries_are_checked_one_by_one(tmp_path):
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text('name,task,sigma_y,seed\n"a.png",inp,0.1,\nb.png,deno,x,\nc.png,deno,0.1,3,extra\n'
+                        "d.png,,,1.5\ne.png,,,\ne.png,,,\n")
+    entries, bad = batch.read_manifest(str(csv_path))
+    assert entries == {"a.png": {"task": "inp", "sigma_y": 0.1}}
+    assert dict(bad) == {"b.png": "manifest entry: sigma_y 'x' is not a number",
+                         "c.png": "manifest entry: more values than columns (['extra'] left over)",
+                         "d.png": "manifest entry: seed '1.5' is not an integer",
+                         "e.png": "listed more than once in the manifest"}
+    json_path = tmp_path / "m.json"
+    json_path.write_text(json.dumps([{"name": "a.png", "seed": True}, {"name": 7}, {"name": "b.png", "sigma": 0.1},
+                                     "c.png", {"name": "d.png", "noise_map": 3}, {"name": "e.png", "seed": 2**70}]))
+    entries, bad = batch.read_manifest(str(json_path))
+    assert entries == {} and dict(bad) == {
+        "a.png": "manifest entry: seed True is not an integer", "manifest entry 2": "has no name",
+        "b.png": "manifest entry: unknown field 'sigma' (known: name, task, sigma_y, seed, noise_map)",
+        "manifest entry 4": "expected an object, got str",
+        "d.png": "manifest entry: noise_map 3 is not a file name",
+        "e.png": f"manifest entry: seed {2**70} is outside [-2^63, 2^64)"}
+    csv_path.write_text("name,sigma\na.png,0.1\n")  # a misspelt column would silently apply to no image
+    with pytest.raises(ValueError, match=r"the header must name the columns name\[, task, sigma_y, seed, noise_map\]"):
+        batch.read_manifest(str(csv_path))
