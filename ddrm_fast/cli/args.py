@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 __all__ = ["Parser", "positive_int", "nonnegative_int", "unit_float", "nonnegative_float", "positive_float",
            "device_arg"]
@@ -31,39 +31,23 @@ def _number(text: str, kind):
     return value
 
 
-def positive_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _ranged(kind, ok: Callable[[float], bool], rule: str, name: str) -> Callable[[str], object]:
+    """An argparse type: ``kind`` (int or float) parsed from the text, then held to ``ok`` (``rule`` says how)."""
+    def parse(text: str):
+        value = _number(text, kind)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must {rule}, got {value}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    value = _number(text, float)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+positive_int = _ranged(int, lambda v: v >= 1, "be >= 1", "positive_int")
+nonnegative_int = _ranged(int, lambda v: v >= 0, "be >= 0", "nonnegative_int")
+unit_float = _ranged(float, lambda v: 0 <= v <= 1, "lie in [0, 1]", "unit_float")
+nonnegative_float = _ranged(float, lambda v: v >= 0, "be >= 0", "nonnegative_float")
+positive_float = _ranged(float, lambda v: v > 0, "be > 0", "positive_float")
 
 
 def device_arg(text: str):
