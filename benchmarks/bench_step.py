@@ -24,7 +24,7 @@ import time
 import torch
 
 from ddrm_fast import operators as O, reference as R
-from ddrm_fast.sampler import _kernels
+from ddrm_fast.backends import BACKENDS
 
 GROUP = ("deno", "inp", "sr4", "color")
 OPS = GROUP + ("deblur", "sr_bicubic4")
@@ -98,20 +98,19 @@ def steps(name, op, y, s, sy, coef, seeds, device):
     out = {"reference": reference_step}
     fused = ["cpu"] if device.type == "cpu" else ["cuda", "triton"]
     for be in fused:
-        try:
-            spectral, group = _kernels(be)
-        except Exception:  # backend not built here
+        if not BACKENDS[be].available(device):  # not built (or no GPU) here
             continue
+        spectral, group = BACKENDS[be].spectral_step, BACKENDS[be].group_step
         if grouped:
             k = op.weights.to(device)
             obs = op.observed
 
             def f(x, eps, group=group, k=k, obs=obs):  # noise="torch": a drawn noise tensor, read by the kernel
                 z = torch.randn(x.shape, device=x.device)
-                return group(x, eps, y, k, obs, sy, coef, op.group_shape, 0.85, 1.0, z=z)[0]
+                return group(x, eps, y, k, obs, sy, coef, z, None, 0, op.group_shape, 0.85, 1.0)[0]
 
             def fp(x, eps, group=group, k=k, obs=obs):  # noise="philox": generated in the kernel
-                return group(x, eps, y, k, obs, sy, coef, op.group_shape, 0.85, 1.0, seeds=seeds, offset=1)[0]
+                return group(x, eps, y, k, obs, sy, coef, None, seeds, 1, op.group_shape, 0.85, 1.0)[0]
             out[be + "+philox"] = fp
         else:
             def f(x, eps, spectral=spectral):

@@ -78,15 +78,17 @@ if _C is not None:
 
 
 def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
-               observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, group_shape,
-               eta: float, eta_b: float, z: Optional[torch.Tensor] = None, seeds: Optional[torch.Tensor] = None,
-               offset: int = 0, want_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The compiled :func:`ddrm_fast.reference.group_step`: one read of x_t and eps, one write of x_{t'}.
+               observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, z: Optional[torch.Tensor],
+               seeds: Optional[torch.Tensor], offset: int, group_shape, eta: float, eta_b: float,
+               want_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The compiled :func:`ddrm_fast.reference.group_step`: one read of x_t and eps, one write of x_{t'}. Arguments
+    in the order of the op schema.
 
     x, eps: (B, C, H, W) float32/float16/bfloat16, any strides (eps may be the first C channels of a 2C output).
     y: (B, G) float32; weights (n,); observed (1|B, G) or None; sigma_y (1|B, 1|G); coef (4,).
-    Noise: ``z`` (B, C, H, W) float32, or in-kernel Philox from per-sample ``seeds`` (B,) int64 at ``offset``
-    (the numbers of :func:`ddrm_fast.reference.philox_normal`). Returns (x_{t'}, x0 or an empty tensor), float32.
+    Noise: ``z`` (B, C, H, W) float32, or (z None) in-kernel Philox from per-sample ``seeds`` (B,) int64 at
+    ``offset`` (the numbers of :func:`ddrm_fast.reference.philox_normal`). Returns (x_{t'}, x0 or an empty tensor),
+    float32.
     """
     if _C is None:
         raise RuntimeError(f"ddrm_fast._C is not available: {_EXT_ERROR}")

@@ -1,4 +1,4 @@
-"""Plain-PyTorch DDRM math: the oracle every fused kernel is tested against (spec: "DDRM sampling").
+"""Plain-PyTorch DDRM math: the oracle every fused kernel is tested against (docs/ddrm.md).
 
 Spectral tensors are (B, N); the measurement-side tensors ``uty`` (U^T y), ``s`` (singular values) and ``sigma_y``
 cover the first m coordinates (any batch that broadcasts); coordinates m..N-1 are unmeasured. A coordinate below m
@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
+
+from .operators.group import gather_groups, scatter_groups
 
 __all__ = ["step_coefficients", "initial_coefficients", "initial_spectral", "spectral_step", "group_step",
            "philox_normal"]
@@ -44,7 +46,7 @@ def _measured(s: torch.Tensor, legacy_zero_singulars: bool) -> torch.Tensor:
 def initial_coefficients(sigma_T: torch.Tensor) -> torch.Tensor:
     """The step coefficients that turn a step into the initial draw: with x = eps = 0, eta = eta_b = 1 and
     coef = [1, 0, sigma_T, 1/sigma_T], a step yields (ybar + sqrt(sigma_T^2 - sigma_y^2/s^2) z) / sigma_T where
-    s sigma_T > sigma_y and z elsewhere (spec, "Initial state"): one definition of the math for both."""
+    s sigma_T > sigma_y and z elsewhere (docs/ddrm.md, "The initial state"): one definition of the math for both."""
     one = torch.ones_like(sigma_T)
     return torch.stack([one, torch.zeros_like(sigma_T), sigma_T, one / sigma_T])
 
@@ -73,14 +75,15 @@ def _three_cases(x0: torch.Tensor, eps: torch.Tensor, z: torch.Tensor, uty: torc
     return torch.where(measured & (s_sn > sigma_y), new1, torch.where(measured & (s_sn < sigma_y), new2, new3))
 
 
-def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty: torch.Tensor, s: torch.Tensor,
-                  sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float,
-                  eta_c: Optional[float] = None,
-                  legacy_zero_singulars: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One DDRM step in spectral space, fused with the x0 prediction.
+def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: Optional[torch.Tensor], uty: torch.Tensor,
+                  s: torch.Tensor, sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float,
+                  eta_c: Optional[float] = None, legacy_zero_singulars: bool = False,
+                  seeds: Optional[torch.Tensor] = None, offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One DDRM step in spectral space, fused with the x0 prediction (docs/ddrm.md, "The update").
 
     Args:
-        xbar, epsbar, z: V^T x_t, V^T eps and the step's noise, (B, N).
+        xbar, epsbar, z: V^T x_t, V^T eps and the step's noise, (B, N); ``z`` None: the Philox stream of ``seeds``
+            (B,) at ``offset``, element j of a row being coordinate j (as the compiled kernels generate it).
         uty: U^T y, (B, m); coordinates m..N-1 are unmeasured.
         s: singular values, (1|B, m); sigma_y: measurement noise std, (1|B, 1|m).
         coef: [sqrt(abar_t), sqrt(1 - abar_t), sigma', sqrt(abar')].
@@ -91,6 +94,8 @@ def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty
     """
     sqa, sq1m, sn, sqan = coef[0], coef[1], coef[2], coef[3]
     eta_c = eta if eta_c is None else eta_c
+    if z is None:
+        z = philox_normal(seeds, offset, xbar.shape[1])
     x0bar = (xbar - sq1m * epsbar) / sqa
     # case 3 (unmeasured, or sigma' s = sigma_y): DDIM in this coordinate
     new = x0bar + (1 - eta_c * eta_c) ** 0.5 * sn * epsbar + eta_c * sn * z
@@ -100,33 +105,36 @@ def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: torch.Tensor, uty
     return sqan * torch.cat([head, new[:, m:]], dim=1), x0bar
 
 
-def group_step(x: torch.Tensor, eps: torch.Tensor, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
-               observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, group_shape,
-               eta: float, eta_b: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One DDRM step for a rank-one-per-group operator in pixel space, with no explicit V (spec, "Structured
-    operators"): per group g, with v = k/|k| and s = |k| observed_g,
+def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+               observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, z: Optional[torch.Tensor],
+               seeds: Optional[torch.Tensor], offset: int, group_shape, eta: float, eta_b: float,
+               want_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One DDRM step for a rank-one-per-group operator in pixel space, with no explicit V (docs/ddrm.md,
+    "Rank one per group"): per group g, with v = k/|k| and s = |k| observed_g,
     new_g = P(x0_g + sqrt(1-eta^2) sigma' eps_g + eta sigma' z_g) + v new_1, P w = w - v (v . w),
     where new_1 is the three-case update of the measured coordinate (x0bar_1 = v . x0_g, epsbar_1 = v . eps_g,
-    z_1 = v . z_g). Equal to :func:`spectral_step` with zbar = V^T z.
+    z_1 = v . z_g). Equal to :func:`spectral_step` with zbar = V^T z. Arguments in the order of the op schema.
 
     Args:
-        x, eps, z: (B, C, H, W) (any float dtype; computed in float32).
+        x, eps: (B, C, H, W) (any float dtype; computed in float32).
         y: (B, G) measurements in y's natural order; weights: k, (n,); observed: (1|B, G) or None.
-        sigma_y: (1|B, 1|G); coef as for :func:`spectral_step`; group_shape: (cg, rh, rw).
+        sigma_y: (1|B, 1|G); coef as for :func:`spectral_step`.
+        z: (B, C, H, W) noise, or None: the Philox stream of ``seeds`` (B,) at ``offset`` in image layout.
+        group_shape: (cg, rh, rw). want_x0: also return x0 (else an empty tensor in its place).
     Returns:
         (x_{t'}, x0), float32 (B, C, H, W).
     """
     sqa, sq1m, sn, sqan = coef[0], coef[1], coef[2], coef[3]
-    b, c, h, w = x.shape
-    cg, rh, rw = group_shape
-
-    def groups(t):  # (B, C, H, W) -> (B, G, n), groups in y's natural order
-        t = t.float().reshape(b, c // cg, cg, h // rh, rh, w // rw, rw).permute(0, 1, 3, 5, 2, 4, 6)
-        return t.reshape(b, -1, cg * rh * rw)
-
+    shape = tuple(x.shape[1:])
+    if z is None:
+        z = philox_normal(seeds, offset, x[0].numel()).reshape(x.shape)
     k = weights.float()
     k_norm = k.norm()
     v = k / k_norm
+
+    def groups(t):
+        return gather_groups(t.float(), shape, group_shape)
+
     x0 = (groups(x) - sq1m * groups(eps)) / sqa
     e, zz = groups(eps), groups(z)
     wv = x0 + (1 - eta * eta) ** 0.5 * sn * e + eta * sn * zz  # case 3 for every direction
@@ -135,12 +143,8 @@ def group_step(x: torch.Tensor, eps: torch.Tensor, z: torch.Tensor, y: torch.Ten
     new_1 = _three_cases(x0 @ v, e @ v, zz @ v, y, s, sigma_y, sn, eta, eta_b, eta, False)
     w_1 = wv @ v
     out = sqan * (wv + v * (new_1 - w_1).unsqueeze(-1))
-
-    def image(t):  # (B, G, n) -> (B, C, H, W)
-        t = t.reshape(b, c // cg, h // rh, w // rw, cg, rh, rw).permute(0, 1, 4, 2, 5, 3, 6)
-        return t.reshape(b, c, h, w)
-
-    return image(out), image(x0)
+    x0_image = scatter_groups(x0, shape, group_shape) if want_x0 else out.new_empty((0,))
+    return scatter_groups(out, shape, group_shape), x0_image
 
 
 # --- counter-based noise (Philox4x32-10), the same numbers as the compiled and Triton kernels ----------------------

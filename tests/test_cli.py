@@ -144,7 +144,9 @@ def test_bench_runs_every_mode_on_the_cpu_and_checks_quality(tmp_path, capsys):
     for r in rows:  # the network's FLOP rate against the GEMM rate of the same run, and the memory columns
         assert 0 < float(r["network_tflops"]) and 0 < float(r["network_vs_matmul"]) < 1
         assert float(r["peak_mib"]) > float(r["model_mib"]) > 0
-    assert float(by["fused"]["buffers_per_sample"]) <= 3 < float(by["reference"]["buffers_per_sample"])
+    # the loop keeps only x_t across the network call on every backend (the reference no longer holds its initial
+    # Philox draw for the whole loop)
+    assert all(float(r["buffers_per_sample"]) <= 3 for r in rows if r["mode"] in ("fused", "reference"))
     capsys.readouterr()
     assert cli(["bench", "--modes", "reference,warp"]) == 2
     assert "unknown warp" in capsys.readouterr().err

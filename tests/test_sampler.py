@@ -294,14 +294,14 @@ def test_compile_modes_with_graphs(monkeypatch):
     # the sampler captures the loop itself: compile modes that capture graphs of their own are refused with it
     from ddrm_fast import sampler
 
-    monkeypatch.setattr(sampler._GRAPHS, "make", _Rerun)
+    monkeypatch.setattr(sampler.GRAPHS, "make", _Rerun)
     op = O.SuperRes(2, (3, 8, 8))
     y = op.H(torch.rand(1, 3, 8, 8))
     for mode in ("reduce-overhead", "max-autotune"):
         with pytest.raises(ValueError, match=f"compile='{mode}' captures CUDA graphs"):
             ddrm_sample(GaussianPriorEps(), y, op, 0.1, steps=2, compile=mode, cuda_graph=True)
-    assert sampler._compile_mode("max-autotune-no-cudagraphs", True) == "max-autotune-no-cudagraphs"
-    assert sampler._compile_mode(True, True) == "default" and sampler._compile_mode(False, True) is None
+    assert sampler.compile_mode("max-autotune-no-cudagraphs", True) == "max-autotune-no-cudagraphs"
+    assert sampler.compile_mode(True, True) == "default" and sampler.compile_mode(False, True) is None
 
 
 class _Rerun:
@@ -323,7 +323,7 @@ class _Rerun:
 def test_graph_replay_reads_each_calls_inputs(monkeypatch, noise, op):
     from ddrm_fast import sampler
 
-    monkeypatch.setattr(sampler._GRAPHS, "make", _Rerun)
+    monkeypatch.setattr(sampler.GRAPHS, "make", _Rerun)
     sampler.clear_graphs()
     torch.manual_seed(0)
     if op == "inp":
@@ -345,7 +345,7 @@ def test_graph_replay_reads_each_calls_inputs(monkeypatch, noise, op):
 
     for i in range(3):
         torch.testing.assert_close(run(i, cuda_graph=True), run(i), rtol=1e-5, atol=1e-5)
-    assert len(sampler._GRAPHS.entries) == 1  # one capture, replayed with new inputs
+    assert len(sampler.GRAPHS.entries) == 1  # one capture, replayed with new inputs
     for y, k in zip(ys, kept):
         assert torch.equal(y, k)  # the caller's tensors are never used as graph buffers
     sampler.clear_graphs()
@@ -357,7 +357,7 @@ def test_graph_replays_for_a_new_operator_each_call(monkeypatch, kind, captures)
     # weights and mask from graph buffers, so one capture serves them all; explicit-V operators capture per object
     from ddrm_fast import sampler
 
-    monkeypatch.setattr(sampler._GRAPHS, "make", _Rerun)
+    monkeypatch.setattr(sampler.GRAPHS, "make", _Rerun)
     sampler.clear_graphs()
     torch.manual_seed(0)
     model = GaussianPriorEps(std=0.5)
@@ -372,7 +372,7 @@ def test_graph_replays_for_a_new_operator_each_call(monkeypatch, kind, captures)
                                generator=torch.Generator().manual_seed(i), **kw)
 
         torch.testing.assert_close(run(cuda_graph=True), run(), rtol=1e-5, atol=1e-5)
-    assert len(sampler._GRAPHS.entries) == captures
+    assert len(sampler.GRAPHS.entries) == captures
     sampler.clear_graphs()
 
 

@@ -256,7 +256,7 @@ def run(args) -> List[dict]:
     if device.type != "cuda" and any(m in CUDA_ONLY for m in modes):
         raise ValueError(f"--modes: {', '.join(CUDA_ONLY)} needs a CUDA device")
     if any(MODES[m].get("compile") for m in modes):  # a mode the sampler refuses with its graphs fails now, not later
-        sampler._compile_mode(args.compile_mode, device.type == "cuda")
+        sampler.compile_mode(args.compile_mode, device.type == "cuda")
     modes.sort(key=lambda m: m != "reference")  # the reference first: the others are compared with its output
     batches = list(args.batch)
     model, betas = _model(args.model, device)
@@ -285,8 +285,8 @@ def run(args) -> List[dict]:
                                            noise="philox", generator=torch.Generator().manual_seed(2), **o)
 
             def forward(o=opts):  # the network alone as this mode runs it: its own activations
-                net = sampler._network(model, o.get("model_dtype"), o.get("channels_last", False),
-                                       sampler._compile_mode(o.get("compile", False), False), device)
+                net = sampler.network(model, o.get("model_dtype"), o.get("channels_last", False),
+                                       sampler.compile_mode(o.get("compile", False), False), device)
                 with torch.no_grad():
                     net(clean, torch.full((b,), 500.0, device=device))
 

@@ -165,9 +165,5 @@ class LinearOperator:
                 return v.device
         return torch.device("cpu")
 
-    def compat_equivalent(self):
-        """The original DDRM's operator with the same H (or None): the spectral basis ``noise='compat'`` maps from."""
-        return None
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(image_shape={self.image_shape}, y_shape={self.y_shape})"

@@ -17,7 +17,26 @@ import torch
 
 from .base import LinearOperator, check_image_shape, check_ratio
 
-__all__ = ["GroupOperator", "Denoise", "Inpaint", "SuperRes", "Colorize"]
+__all__ = ["GroupOperator", "Denoise", "Inpaint", "SuperRes", "Colorize", "gather_groups", "scatter_groups"]
+
+
+def gather_groups(t: torch.Tensor, image_shape: Sequence[int], group_shape: Sequence[int]) -> torch.Tensor:
+    """(B, C, H, W) or flat (B, N) -> (B, G, n): the groups of ``group_shape`` = (cg, rh, rw), in y's natural order
+    (channel group, row, column), each group's n = cg*rh*rw values in (channel, row, col) order."""
+    b = t.shape[0]
+    c, h, w = image_shape
+    cg, rh, rw = group_shape
+    t = t.reshape(b, c // cg, cg, h // rh, rh, w // rw, rw).permute(0, 1, 3, 5, 2, 4, 6)
+    return t.reshape(b, (c // cg) * (h // rh) * (w // rw), cg * rh * rw)
+
+
+def scatter_groups(g: torch.Tensor, image_shape: Sequence[int], group_shape: Sequence[int]) -> torch.Tensor:
+    """The inverse of :func:`gather_groups`: (B, G, n) -> (B, C, H, W)."""
+    b = g.shape[0]
+    c, h, w = image_shape
+    cg, rh, rw = group_shape
+    g = g.reshape(b, c // cg, h // rh, w // rw, cg, rh, rw).permute(0, 1, 4, 2, 5, 3, 6)
+    return g.reshape(b, c, h, w)
 
 
 def _orthonormal_with_first(v: torch.Tensor) -> torch.Tensor:
@@ -85,19 +104,11 @@ class GroupOperator(LinearOperator):
     # --- group gather / scatter --------------------------------------------------------------------------------
     def to_groups(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) or (B, N) -> (B, G, n), groups in y's natural order."""
-        b = x.shape[0]
-        c, h, w = self.image_shape
-        cg, rh, rw = self.group_shape
-        x = x.reshape(b, c // cg, cg, h // rh, rh, w // rw, rw).permute(0, 1, 3, 5, 2, 4, 6)
-        return x.reshape(b, self.m, cg * rh * rw)
+        return gather_groups(x, self.image_shape, self.group_shape)
 
     def from_groups(self, g: torch.Tensor) -> torch.Tensor:
         """(B, G, n) -> flat image (B, N)."""
-        b = g.shape[0]
-        c, h, w = self.image_shape
-        cg, rh, rw = self.group_shape
-        g = g.reshape(b, c // cg, h // rh, w // rw, cg, rh, rw).permute(0, 1, 4, 2, 5, 3, 6)
-        return g.reshape(b, self.n)
+        return scatter_groups(g, self.image_shape, self.group_shape).reshape(g.shape[0], self.n)
 
     # --- SVD interface -----------------------------------------------------------------------------------------
     def Vt(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,12 +149,6 @@ class Denoise(GroupOperator):
     def __init__(self, image_shape: Sequence[int]):
         super().__init__(image_shape, (1, 1, 1), [1.0])
 
-    def compat_equivalent(self):
-        from .. import compat
-
-        c, h, w = self.image_shape
-        return compat.Denoising(c, h, self.device) if h == w else None
-
 
 class Inpaint(GroupOperator):
     """H keeps the pixels where ``mask`` is nonzero; y is the masked image (zeros where missing).
@@ -165,7 +170,8 @@ class Inpaint(GroupOperator):
         if mask.shape[1] not in (1, channels):
             raise ValueError(f"mask has {mask.shape[1]} channels; expected 1 or channels={channels}")
         super().__init__((channels, mask.shape[2], mask.shape[3]), (1, 1, 1), [1.0], observed=mask)
-        self._missing_order: Optional[torch.Tensor] = None
+        #: the original's missing-index order when built by :meth:`from_missing_indices` (its noise draws follow it)
+        self.missing_order: Optional[torch.Tensor] = None
 
     @classmethod
     def from_missing_indices(cls, missing_indices: torch.Tensor, image_shape: Sequence[int]) -> "Inpaint":
@@ -181,26 +187,13 @@ class Inpaint(GroupOperator):
         pixel_major = torch.ones(c * h * w)
         pixel_major[idx] = 0
         op = cls(pixel_major.reshape(h * w, c).t().reshape(1, c, h, w), channels=c)
-        op._missing_order = idx
+        op.missing_order = idx
         return op
 
     @property
     def mask(self) -> torch.Tensor:
         """The observed mask (B|1, C, H, W) as 0/1 floats."""
         return self.observed.reshape(self.observed.shape[0], *self.image_shape)
-
-    def compat_equivalent(self):
-        from .. import compat
-
-        c, h, w = self.image_shape
-        if h != w or self.observed.shape[0] != 1:
-            return None
-        missing = self._missing_order
-        if missing is None:
-            # the original indexes pixels pixel-major: index = pixel * C + channel
-            pixel_major = self.observed[0].reshape(c, h * w).t().reshape(-1)
-            missing = torch.nonzero(pixel_major == 0).flatten()
-        return compat.Inpainting(c, h, missing.to(self.device), self.device)
 
 
 class SuperRes(GroupOperator):
@@ -213,14 +206,6 @@ class SuperRes(GroupOperator):
         shape = check_ratio(ratio, image_shape)
         self.ratio = ratio
         super().__init__(shape, (1, ratio, ratio), torch.full((ratio * ratio,), 1.0 / ratio**2), observed)
-
-    def compat_equivalent(self):
-        from .. import compat
-
-        c, h, w = self.image_shape
-        if h != w or self.observed is not None:
-            return None
-        return compat.SuperResolution(c, h, self.ratio, self.device)
 
 
 class Colorize(GroupOperator):
@@ -235,11 +220,3 @@ class Colorize(GroupOperator):
         if weights is None:
             weights = [1.0 / shape[0]] * shape[0]
         super().__init__(shape, (shape[0], 1, 1), weights, observed)
-
-    def compat_equivalent(self):
-        from .. import compat
-
-        c, h, w = self.image_shape
-        if h != w or c != 3 or self.observed is not None:
-            return None
-        return compat.Colorization(h, self.device, weights=self.weights.tolist())

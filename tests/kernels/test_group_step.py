@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ddrm_fast import operators as O, reference as R
-from ddrm_fast.sampler import _kernels
+from ddrm_fast.backends import get
 
 from backends import BACKENDS, INTERPRET, needs_backend
 
@@ -43,9 +43,9 @@ def _case(op, b, dtype, layout, device, seed=0):
 
 
 def _ref(t, op, eta, eta_b):
-    return R.group_step(t["x"].cpu(), t["eps"].cpu(), t["z"].cpu(), t["y"].cpu(), t["weights"].cpu(),
+    return R.group_step(t["x"].cpu(), t["eps"].cpu(), t["y"].cpu(), t["weights"].cpu(),
                         None if t["observed"] is None else t["observed"].cpu(), t["sigma_y"].cpu(), t["coef"].cpu(),
-                        op.group_shape, eta, eta_b)
+                        t["z"].cpu(), None, 0, op.group_shape, eta, eta_b, want_x0=True)
 
 
 def _rel(a, b):
@@ -60,9 +60,9 @@ def _rel(a, b):
 def test_matches_reference(backend, device, name, b, dtype, layout):
     op = _ops(b)[name]
     t = _case(op, b, dtype, layout, device)
-    _, group = _kernels(backend)
-    out, x0 = group(t["x"], t["eps"], t["y"], t["weights"], t["observed"], t["sigma_y"], t["coef"], op.group_shape,
-                    0.85, 0.7, z=t["z"], want_x0=True)
+    group = get(backend).group_step
+    out, x0 = group(t["x"], t["eps"], t["y"], t["weights"], t["observed"], t["sigma_y"], t["coef"], t["z"], None, 0,
+                    op.group_shape, 0.85, 0.7, want_x0=True)
     want, want_x0 = _ref(t, op, 0.85, 0.7)
     assert out.dtype == torch.float32 and out.shape == want.shape
     assert _rel(out, want) <= 1e-5 and _rel(x0, want_x0) <= 1e-5
@@ -85,13 +85,13 @@ def _raw_noise(backend, device, seeds, offset, shape=(3, 16, 20)):
     """The kernel's in-kernel noise itself: every pixel unobserved (case 3), x = eps = 0, coef [1, 0, 1, 1],
     eta = 1, so x_{t'} = z."""
     b = seeds.shape[0]
-    _, group = _kernels(backend)
+    group = get(backend).group_step
     zeros = torch.zeros(b, *shape, device=device)
     obs = torch.zeros(1, shape[0] * shape[1] * shape[2], device=device)
     y = torch.zeros(b, obs.shape[1], device=device)
     coef = torch.tensor([1.0, 0.0, 1.0, 1.0], device=device)
-    return group(zeros, zeros, y, torch.ones(1, device=device), obs, torch.zeros(1, 1, device=device), coef,
-                 (1, 1, 1), 1.0, 1.0, seeds=seeds.to(device), offset=offset)[0].cpu()
+    return group(zeros, zeros, y, torch.ones(1, device=device), obs, torch.zeros(1, 1, device=device), coef, None,
+                 seeds.to(device), offset, (1, 1, 1), 1.0, 1.0)[0].cpu()
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
@@ -135,11 +135,11 @@ def test_compile_fullgraph(backend, device):
     """A whole step (x0 through x_{t'}) compiles without graph breaks; CPU uses aot_eager (no C++ codegen in CI)."""
     op = _ops(1)["sr2"]
     t = _case(op, 1, torch.float32, "contiguous", device)
-    _, group = _kernels(backend)
+    group = get(backend).group_step
 
     def step(x, eps, z):
-        return group(x, eps, t["y"], t["weights"], None, t["sigma_y"], t["coef"], op.group_shape, 0.85, 0.7,
-                     z=z)[0] * 1.0
+        return group(x, eps, t["y"], t["weights"], None, t["sigma_y"], t["coef"], z, None, 0, op.group_shape, 0.85,
+                     0.7)[0] * 1.0
 
     compiled = torch.compile(step, fullgraph=True, backend="inductor" if device == "cuda" else "aot_eager")
     assert torch.allclose(compiled(t["x"], t["eps"], t["z"]), step(t["x"], t["eps"], t["z"]), atol=1e-6)
@@ -149,10 +149,10 @@ def test_compile_fullgraph(backend, device):
 def test_a_meta_tensor_among_real_ones_is_a_device_error(backend, device):
     op = _ops(1)["sr2"]
     t = _case(op, 1, torch.float32, "contiguous", device)
-    _, group = _kernels(backend)
+    group = get(backend).group_step
     with pytest.raises(RuntimeError, match=f"eps must be on {device}"):
-        group(t["x"], t["eps"].to("meta"), t["y"], t["weights"], None, t["sigma_y"], t["coef"], op.group_shape, 0.85,
-              0.7, z=t["z"])
+        group(t["x"], t["eps"].to("meta"), t["y"], t["weights"], None, t["sigma_y"], t["coef"], t["z"], None, 0,
+              op.group_shape, 0.85, 0.7)
 
 
 @pytest.mark.parametrize("change,match", [
@@ -176,5 +176,5 @@ def test_cpu_checks_name_the_argument(change, match):
              z=torch.zeros(1, 3, 18, 30), group_shape=op.group_shape)
     t.update(change)
     with pytest.raises((RuntimeError, ValueError), match=match):
-        ops.group_step(t["x"], t["eps"], t["y"], t["weights"], t["observed"], t["sigma_y"], t["coef"],
-                       t["group_shape"], 0.85, 1.0, z=t["z"])
+        ops.group_step(t["x"], t["eps"], t["y"], t["weights"], t["observed"], t["sigma_y"], t["coef"], t["z"], None,
+                       0, t["group_shape"], 0.85, 1.0)

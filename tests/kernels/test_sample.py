@@ -117,7 +117,7 @@ def test_cuda_graph_replays_equal_eager(backend, noise):
             graphed = ddrm_sample(model, y, op, sigma, cuda_graph=True, **kw)
         torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-4)
     # fused group steps read the mask from graph buffers: one capture; the reference loop captures per operator
-    assert len(sampler._GRAPHS.entries) == (3 if backend == "reference" else 1)
+    assert len(sampler.GRAPHS.entries) == (3 if backend == "reference" else 1)
     sampler.clear_graphs()
 
 

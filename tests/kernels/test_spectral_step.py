@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ddrm_fast import reference as R
-from ddrm_fast.sampler import _kernels
+from ddrm_fast.backends import get
 
 from backends import BACKENDS, needs_backend
 
@@ -26,7 +26,7 @@ def _inputs(device, b=3, n=5 * 17 * 31, m=17 * 31, s_batch=1, sy_shape=(1, 1), s
 @pytest.mark.parametrize("legacy", [False, True])
 def test_matches_reference(backend, device, b, s_batch, sy, legacy):
     t = _inputs(device, b=b, s_batch=min(s_batch, b), sy_shape=(min(sy[0], b), sy[1]))
-    spectral, _ = _kernels(backend)
+    spectral = get(backend).spectral_step
     got = spectral(**t, eta=0.85, eta_b=0.7, eta_c=0.6, legacy_zero_singulars=legacy)
     want = R.spectral_step(**{k: v.cpu() for k, v in t.items()}, eta=0.85, eta_b=0.7, eta_c=0.6,
                            legacy_zero_singulars=legacy)
@@ -50,7 +50,7 @@ def test_in_kernel_philox_equals_the_reference_stream(backend, device, offset):
     # no z: each row draws element j of its own seed's Philox stream, the numbers reference.philox_normal gives
     t = _inputs(device, b=3, s_batch=3, sy_shape=(3, 527))
     seeds = torch.tensor([5, 2**62 - 1, 123456789012], device=device)
-    spectral, _ = _kernels(backend)
+    spectral = get(backend).spectral_step
     drawn = R.philox_normal(seeds.cpu(), offset, t["xbar"].shape[1])
     got = spectral(**{**t, "z": None}, eta=0.85, eta_b=0.7, eta_c=0.6, seeds=seeds, offset=offset)
     want = R.spectral_step(**{k: v.cpu() for k, v in {**t, "z": drawn}.items()}, eta=0.85, eta_b=0.7, eta_c=0.6)
