@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ddrm_fast import ddrm_sample, tasks
-from ddrm_fast.imageio import psnr_ssim, to_uint8
+from ddrm_fast.imageio import to_uint8
+from ddrm_fast.metrics import psnr_ssim
 from ddrm_fast.cli.restore import load_model
 from ddrm_fast.training import HELDOUT_PHOTOS, skimage_photos
 

@@ -32,7 +32,8 @@ from . import operators as O
 from . import tasks
 from .files import (FolderLock, check_regular, open_regular, read_npy, remove_own_temporaries, same_folder,
                     write_text)
-from .imageio import image_size, psnr_ssim, read_image, read_mask, read_png_info, write_png
+from .imageio import image_size, read_image, read_mask, read_png_info, write_png
+from .metrics import psnr_ssim
 from .sampler import ddrm_sample
 
 __all__ = ["Item", "plan", "read_manifest", "restore_dir", "default_seed", "check_output_folder", "clean_partial",

@@ -16,7 +16,7 @@ import torch
 
 from .files import atomic_write, open_regular
 
-__all__ = ["read_image", "read_mask", "image_size", "to_uint8", "write_png", "read_png_info", "psnr_ssim", "PNG_KEY"]
+__all__ = ["read_image", "read_mask", "image_size", "to_uint8", "write_png", "read_png_info", "PNG_KEY"]
 
 PNG_KEY = "ddrm-fast"  # the text chunk of the PNGs this package writes
 
@@ -121,14 +121,3 @@ def read_png_info(path: str) -> Optional[dict]:
     except ValueError:
         return None
     return info if isinstance(info, dict) else None
-
-
-def psnr_ssim(restored: torch.Tensor, clean: torch.Tensor) -> Tuple[float, float]:
-    """PSNR (dB) and SSIM of two (C, H, W) images in [-1, 1], computed by scikit-image on their 8-bit versions
-    (what is written to disk), SSIM with its default 7x7 window over the channels."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    a, b = to_uint8(restored), to_uint8(clean)
-    psnr = peak_signal_noise_ratio(b, a, data_range=255)
-    ssim = structural_similarity(b, a, data_range=255, channel_axis=2 if a.ndim == 3 else None)
-    return float(psnr), float(ssim)

@@ -1,32 +1,115 @@
-"""The restoration tasks of the original DDRM runner, by name: operator, degradation and the measurement itself.
+"""The restoration tasks of the original DDRM runner, as data: one :class:`Task` record per ``--deg`` name, read by
+``ddrm-fast restore`` (one image and folders), ``eval``, ``bench`` and the demo. A new task is one record.
 
-Names and operators follow the original's ``--deg`` values: ``deno``, ``inp`` (random half of the pixels missing, or a
-given mask), ``sr2``/``sr4`` (block averaging), ``color``, ``deblur_uni`` (9-tap uniform), ``deblur_gauss`` (5-tap
-Gaussian, sigma 10), ``sr_bicubic4``, ``cs4`` (Walsh-Hadamard compressed sensing, ratio 4).
+Names and operators follow the original: ``deno``, ``inp`` (a random half of the pixels missing, or a given mask),
+``sr2``/``sr4`` (block averaging), ``color``, ``deblur_uni`` (9-tap uniform), ``deblur_gauss`` (5-tap Gaussian, sigma
+10), ``sr_bicubic4``, ``cs4`` (Walsh-Hadamard compressed sensing, ratio 4).
 Images are (C, H, W) in [-1, 1]; a noise level ``sigma`` in [0, 1] pixel units is 2 sigma here (as the original).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
 from . import operators as O
 
-__all__ = ["TASKS", "make_operator", "degrade", "measurement_from_observed", "measurement_view", "task_divisor"]
+__all__ = ["Task", "TASKS", "REGISTRY", "get", "make_operator", "degrade", "measurement_from_observed",
+           "measurement_view", "task_divisor"]
 
-TASKS = ("deno", "inp", "sr2", "sr4", "color", "deblur_uni", "deblur_gauss", "sr_bicubic4", "cs4")
+Shape = Tuple[int, int, int]
 
 
-def task_divisor(task: str) -> int:
-    """What H and W must be divisible by for ``task``."""
-    return {"sr2": 2, "sr4": 4, "sr_bicubic4": 4}.get(task, 1)
+@dataclass(frozen=True)
+class Task:
+    """One task: its operator for an image shape, and what an observed image (the measurement itself) means."""
+
+    name: str
+    #: what H and W must be divisible by (the ratio of super-resolution)
+    divisor: int
+    #: (image shape, mask (H, W) or (1|C, H, W) or None, generator) -> the operator
+    operator: Callable[[Shape, Optional[torch.Tensor], Optional[torch.Generator]], O.LinearOperator]
+    #: an observed image (C, H, W) and mask -> (operator, y with a batch dimension); None: y is not an image
+    from_observed: Optional[Callable[[torch.Tensor, Optional[torch.Tensor]], tuple]] = None
+    #: (operator, y of one image, pseudo-inverse) -> the measurement as a picture
+    view: Callable[[O.LinearOperator, torch.Tensor, torch.Tensor], torch.Tensor] = lambda op, y, pinv: y
 
 
 def _gauss_kernel() -> torch.Tensor:
     x = torch.arange(-2, 3, dtype=torch.float64)
     k = torch.exp(-0.5 * (x / 10) ** 2)
     return (k / k.sum()).float()
+
+
+def _inpaint(shape: Shape, mask: Optional[torch.Tensor], generator) -> O.Inpaint:
+    c, h, w = shape
+    if mask is None:  # a random half of the pixels, all channels
+        mask = (torch.rand(h, w, generator=generator) >= 0.5).float()
+    mask = mask.float()
+    if mask.dim() == 2:
+        mask = mask[None]
+    if mask.dim() != 3 or mask.shape[-2:] != (h, w) or mask.shape[0] not in (1, c):
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the image ({c}, {h}, {w})")
+    return O.Inpaint(mask[None], channels=c)
+
+
+def _colorize(shape: Shape, mask, generator) -> O.Colorize:
+    if shape[0] != 3:
+        raise ValueError(f"task color needs a 3-channel image, got {shape[0]} channels")
+    return O.Colorize(shape)
+
+
+def _same(task: str):
+    """from_observed of tasks whose y is an image of the restoration's size (deno, deblur_*)."""
+    return lambda observed, mask: (get(task).operator(tuple(observed.shape), None, None), observed[None])
+
+
+def _low_res(task: str, ratio: int):
+    """from_observed of super-resolution: the restoration is ``ratio`` times larger."""
+    def observe(observed, mask):
+        c, h, w = observed.shape
+        return get(task).operator((c, h * ratio, w * ratio), None, None), observed[None]
+    return observe
+
+
+def _observed_inpaint(observed, mask):
+    if mask is None:
+        raise ValueError("task inp with --observed needs --mask (white = observed pixels)")
+    op = _inpaint(tuple(observed.shape), mask, None)
+    return op, op.H(observed[None])
+
+
+def _observed_gray(observed, mask):
+    # a gray image g (any channel count, equal channels) is H applied to (g, g, g): sum(weights) * g
+    op = O.Colorize((3, *observed.shape[1:]))
+    return op, (observed.mean(0, keepdim=True) * op.weights.sum())[None]
+
+
+REGISTRY: Dict[str, Task] = {t.name: t for t in (
+    Task("deno", 1, lambda shape, mask, g: O.Denoise(shape), _same("deno")),
+    Task("inp", 1, _inpaint, _observed_inpaint),
+    Task("sr2", 2, lambda shape, mask, g: O.SuperRes(2, shape), _low_res("sr2", 2)),
+    Task("sr4", 4, lambda shape, mask, g: O.SuperRes(4, shape), _low_res("sr4", 4)),
+    Task("color", 1, _colorize, _observed_gray, view=lambda op, y, pinv: (y / op.weights.sum()).expand(3, -1, -1)),
+    Task("deblur_uni", 1, lambda shape, mask, g: O.Blur([1 / 9] * 9, shape), _same("deblur_uni")),
+    Task("deblur_gauss", 1, lambda shape, mask, g: O.Blur(_gauss_kernel(), shape), _same("deblur_gauss")),
+    Task("sr_bicubic4", 4, lambda shape, mask, g: O.SRBicubic(4, shape), _low_res("sr_bicubic4", 4)),
+    Task("cs4", 1, lambda shape, mask, g: O.WalshHadamardCS(4, shape), view=lambda op, y, pinv: pinv),
+)}
+TASKS = tuple(REGISTRY)
+
+
+def get(task: str) -> Task:
+    """The record of ``task``; a ValueError lists the known names."""
+    if task not in REGISTRY:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    return REGISTRY[task]
+
+
+def task_divisor(task: str) -> int:
+    """What H and W must be divisible by for ``task``."""
+    return get(task).divisor
 
 
 def make_operator(task: str, image_shape: Sequence[int], mask: Optional[torch.Tensor] = None,
@@ -36,37 +119,12 @@ def make_operator(task: str, image_shape: Sequence[int], mask: Optional[torch.Te
     ``mask`` (H, W) or (1|C, H, W), nonzero = observed, is used by ``inp``; without one, a random half of the pixels
     (all channels) is missing, drawn from ``generator``.
     """
-    c, h, w = (int(v) for v in image_shape)
-    shape = (c, h, w)
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
-    d = task_divisor(task)
-    if h % d or w % d:
-        raise ValueError(f"task {task}: image size {h}x{w} is not divisible by the ratio {d}")
-    if task == "deno":
-        return O.Denoise(shape)
-    if task == "inp":
-        if mask is None:
-            mask = (torch.rand(h, w, generator=generator) >= 0.5).float()
-        mask = mask.float()
-        if mask.dim() == 2:
-            mask = mask[None]
-        if mask.dim() != 3 or mask.shape[-2:] != (h, w) or mask.shape[0] not in (1, c):
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the image ({c}, {h}, {w})")
-        return O.Inpaint(mask[None], channels=c)
-    if task in ("sr2", "sr4"):
-        return O.SuperRes(d, shape)
-    if task == "color":
-        if c != 3:
-            raise ValueError(f"task color needs a 3-channel image, got {c} channels")
-        return O.Colorize(shape)
-    if task == "deblur_uni":
-        return O.Blur([1 / 9] * 9, shape)
-    if task == "deblur_gauss":
-        return O.Blur(_gauss_kernel(), shape)
-    if task == "sr_bicubic4":
-        return O.SRBicubic(4, shape)
-    return O.WalshHadamardCS(4, shape)
+    record = get(task)
+    shape = tuple(int(v) for v in image_shape)
+    if shape[1] % record.divisor or shape[2] % record.divisor:
+        raise ValueError(f"task {task}: image size {shape[1]}x{shape[2]} is not divisible by the ratio "
+                         f"{record.divisor}")
+    return record.operator(shape, mask, generator)
 
 
 def degrade(x: torch.Tensor, operator: O.LinearOperator, sigma: Union[float, torch.Tensor],
@@ -86,30 +144,14 @@ def measurement_from_observed(task: str, observed: torch.Tensor, mask: Optional[
     """(operator, y) when the input file is the measurement itself: a noisy image (deno), a masked image plus its
     mask (inp), a low-res image (sr2, sr4, sr_bicubic4: the restoration is ratio times larger), a gray image (color),
     a blurred image (deblur_*). ``observed`` is (C, H, W) in [-1, 1]; returns y with a batch dimension."""
-    c, h, w = observed.shape
-    if task == "cs4":
-        raise ValueError("task cs4: a compressed-sensing measurement is not an image; give the clean image instead "
-                         "(without --observed)")
-    if task in ("sr2", "sr4", "sr_bicubic4"):
-        r = task_divisor(task)
-        return make_operator(task, (c, h * r, w * r)), observed[None]
-    if task == "color":
-        op = O.Colorize((3, h, w))
-        # a gray image g (any channel count, equal channels) is H applied to (g, g, g): sum(weights) * g
-        return op, (observed.mean(0, keepdim=True) * op.weights.sum())[None]
-    if task == "inp":
-        if mask is None:
-            raise ValueError("task inp with --observed needs --mask (white = observed pixels)")
-        op = make_operator(task, (c, h, w), mask)
-        return op, op.H(observed[None])
-    return make_operator(task, (c, h, w)), observed[None]
+    record = get(task)
+    if record.from_observed is None:
+        raise ValueError(f"task {task}: its measurement is not an image; give the clean image instead (without "
+                         f"--observed)")
+    return record.from_observed(observed, mask)
 
 
 def measurement_view(task: str, operator: O.LinearOperator, y: torch.Tensor, pinv: torch.Tensor) -> torch.Tensor:
     """The measurement of one image (y without its batch dimension) as a picture: y itself where it is an image
     (noisy, masked with zeros where missing, low-res, blurred), the gray image for color, else the pseudo-inverse."""
-    if task in ("deno", "inp", "sr2", "sr4", "sr_bicubic4", "deblur_uni", "deblur_gauss"):
-        return y
-    if task == "color":
-        return (y / operator.weights.sum()).expand(3, -1, -1)
-    return pinv
+    return get(task).view(operator, y, pinv)

@@ -5,7 +5,7 @@ from ddrm_fast.cli import demo
 
 
 def test_demo_restores_what_the_pseudo_inverse_cannot():
-    for task in ("inp", "color", "deblur"):
+    for task in ("inp", "color", "deblur_uni"):
         r = demo.run(task, sigma_y=0.05, steps=20, size=32, seed=0, backend="reference")
         assert r["psnr_ddrm"] > r["psnr_pinv"] + 3, r
 

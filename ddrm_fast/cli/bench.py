@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 import weakref
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +25,10 @@ from torch.utils._pytree import tree_leaves
 from .. import sampler, tasks
 from ..files import atomic_write, open_regular, write_text
 from ..imageio import PNG_KEY, read_png_info
+from ..metrics import psnr
 from ..sampler import COMPILE_MODES, clear_graphs, ddrm_sample
 from .args import device_arg, positive_int, unit_float
+from .options import choose_device
 
 # mode -> ddrm_sample options; "reference" is the plain-PyTorch loop in float32, as the original runs.
 # "graphs" needs CUDA; "compiled_bf16" adds CUDA graphs on CUDA.
@@ -190,11 +192,6 @@ def buffers_per_sample(peak_mib: float, model_mib: float, batch: int, image_nume
     return (peak_mib - model_mib) * 2**20 / (batch * image_numel * 4)
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(4.0 / mse)).item()
-
-
 def _clean_batch(batch: int, size: int) -> torch.Tensor:
     from ..imageio import read_image
 
@@ -243,9 +240,8 @@ def check_out(out: Optional[str]) -> None:
                          f"overwritten")
 
 
-def run(args) -> List[dict]:
-    device = args.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    size = args.size or (256 if device.type == "cuda" else 32)
+def _modes(args, device) -> List[str]:
+    """The modes to run, checked, the reference first (the others are compared with its output)."""
     if args.modes is None:
         modes = [m for m in MODES if device.type == "cuda" or m not in CUDA_ONLY]
     else:
@@ -257,72 +253,102 @@ def run(args) -> List[dict]:
         raise ValueError(f"--modes: {', '.join(CUDA_ONLY)} needs a CUDA device")
     if any(MODES[m].get("compile") for m in modes):  # a mode the sampler refuses with its graphs fails now, not later
         sampler.compile_mode(args.compile_mode, device.type == "cuda")
-    modes.sort(key=lambda m: m != "reference")  # the reference first: the others are compared with its output
-    batches = list(args.batch)
+    return sorted(modes, key=lambda m: m != "reference")
+
+
+class _Bench(NamedTuple):
+    """One batch's problem and the run's settings."""
+
+    model: torch.nn.Module
+    betas: torch.Tensor
+    device: torch.device
+    timer: Callable
+    clean: torch.Tensor
+    op: object
+    y: torch.Tensor
+    sigma: float
+    steps: int
+    repeats: int
+    compile_mode: str
+
+
+def _measure(bench: _Bench, mode: str) -> dict:
+    """A mode's time (median of the repeats after a warm-up), its update's time alone (a zero network), its memory
+    peak beyond the weights and inputs and the network's own peak, and its output."""
+    opts = _options(mode, bench.device, bench.compile_mode)
+    b, device, out = bench.clean.shape[0], bench.device, {}
+
+    def sample(m=bench.model, o=opts, key="x"):
+        with torch.no_grad():
+            out[key] = ddrm_sample(m, bench.y, bench.op, bench.sigma, steps=bench.steps, schedule=bench.betas.float(),
+                                   noise="philox", generator=torch.Generator().manual_seed(2), **o)
+
+    def forward(o):  # the network alone as this mode runs it: its own activations
+        net = sampler.network(bench.model, o.get("model_dtype"), o.get("channels_last", False),
+                              sampler.compile_mode(o.get("compile", False), False), device)
+        with torch.no_grad():
+            net(bench.clean, torch.full((b,), 500.0, device=device))
+
+    clear_graphs()  # graphs of earlier modes would hold their memory through this one
+    eager = {k: v for k, v in opts.items() if k != "compile"}
+    if device.type == "cuda":  # the first call: compilation, autotuning and graph capture (its pool) included
+        peak = _peak_mib(device, lambda: bench.timer(sample))
+    else:  # LiveBytes sees no buffers inside compiled code (and spoils a compiled model): the eager network
+        bench.timer(sample)
+        out.clear()  # no earlier output alive while memory is measured
+        peak = _peak_mib(device, lambda: sample(o=eager, key="memory"))
+    model_mib = _peak_mib(device, lambda: forward(opts if device.type == "cuda" else eager))
+    total = statistics.median(bench.timer(sample) for _ in range(bench.repeats))
+    null_opts = {k: v for k, v in opts.items() if k not in ("compile", "model_dtype", "channels_last")}
+    update = lambda: sample(_NullEps().to(device), null_opts, "null")  # noqa: E731
+    bench.timer(update)
+    update_s = statistics.median(bench.timer(update) for _ in range(bench.repeats))
+    return {"total": total, "update_s": update_s, "peak": peak, "model_mib": model_mib, "x": out["x"]}
+
+
+def _row(b: int, mode: str, m: dict, flops: int, steps: int, matmul: float, clean, ref_out) -> dict:
+    network_tflops = flops * steps / max(m["total"] - m["update_s"], 1e-9) / 1e12
+    row = {"batch": b, "mode": mode, "images_per_s": b / m["total"], "ms_per_step": 1000 * m["total"] / steps,
+           "network_share": max(0.0, 1 - m["update_s"] / m["total"]), "network_tflops": network_tflops,
+           "network_vs_matmul": network_tflops / matmul, "peak_mib": m["peak"], "model_mib": m["model_mib"],
+           "buffers_per_sample": buffers_per_sample(m["peak"], m["model_mib"], b, clean[0].numel()),
+           "psnr_vs_reference": psnr(m["x"], ref_out.clamp(-1, 1)) if ref_out is not None else float("nan"),
+           "psnr_vs_clean": psnr(m["x"], clean)}
+    print(f"batch {b:3d} {mode:14s} {row['images_per_s']:8.2f} img/s {row['ms_per_step']:9.2f} ms/step "
+          f"network {100 * row['network_share']:5.1f}% at {network_tflops:7.2f} TFLOP/s "
+          f"({100 * row['network_vs_matmul']:.0f}% of bf16 GEMM)  peak {m['peak']:.0f} MiB "
+          f"({row['buffers_per_sample']:.1f} images/sample beyond the network)  PSNR vs reference "
+          f"{row['psnr_vs_reference']:6.2f}  vs clean {row['psnr_vs_clean']:6.2f}", flush=True)
+    return row
+
+
+def run(args) -> List[dict]:
+    device = choose_device(args.device)
+    size = args.size or (256 if device.type == "cuda" else 32)
+    modes = _modes(args, device)
     model, betas = _model(args.model, device)
-    divisor = getattr(model, "divisor", 1)
-    if size % max(divisor, tasks.task_divisor(args.task)):
-        raise ValueError(f"--size {size} must be a multiple of {max(divisor, tasks.task_divisor(args.task))}")
+    divisor = max(getattr(model, "divisor", 1), tasks.task_divisor(args.task))
+    if size % divisor:
+        raise ValueError(f"--size {size} must be a multiple of {divisor}")
     timer = _timer(device)
-    null = _NullEps().to(device)
-    sigma = 2 * args.sigma_y
     matmul = _matmul_tflops(device, timer)
     print(f"bfloat16 matrix rate on {device}: {matmul:.1f} TFLOP/s", flush=True)
     rows = []
-    for b in batches:
+    for b in args.batch:
         clean = _clean_batch(b, size).to(device)
         op = tasks.make_operator(args.task, clean.shape[1:], generator=torch.Generator().manual_seed(0)).to(device)
-        y = tasks.degrade(clean, op, sigma, torch.Generator().manual_seed(1))
+        y = tasks.degrade(clean, op, 2 * args.sigma_y, torch.Generator().manual_seed(1))
+        bench = _Bench(model, betas, device, timer, clean, op, y, 2 * args.sigma_y, args.steps, args.repeats,
+                       args.compile_mode)
         flops = _forward_flops(model, clean)  # per network call on the batch
         ref_out = None
         for mode in modes:
-            opts = _options(mode, device, args.compile_mode)
-            out = {}
-
-            def sample(m=model, o=opts, key="x"):
-                with torch.no_grad():
-                    out[key] = ddrm_sample(m, y, op, sigma, steps=args.steps, schedule=betas.float(),
-                                           noise="philox", generator=torch.Generator().manual_seed(2), **o)
-
-            def forward(o=opts):  # the network alone as this mode runs it: its own activations
-                net = sampler.network(model, o.get("model_dtype"), o.get("channels_last", False),
-                                       sampler.compile_mode(o.get("compile", False), False), device)
-                with torch.no_grad():
-                    net(clean, torch.full((b,), 500.0, device=device))
-
-            null_opts = {k: v for k, v in opts.items() if k not in ("compile", "model_dtype", "channels_last")}
-            clear_graphs()  # graphs of earlier modes would hold their memory through this one
-            out.clear()  # no earlier output alive while memory is measured
-            if device.type == "cuda":  # the first call: compilation, autotuning and graph capture (its pool) included
-                peak = _peak_mib(device, lambda: timer(sample))
-            else:  # LiveBytes sees no buffers inside compiled code (and spoils a compiled model): the eager network
-                timer(sample)
-                eager = {k: v for k, v in opts.items() if k != "compile"}
-                out.clear()
-                peak = _peak_mib(device, lambda: sample(o=eager, key="memory"))
-            model_mib = _peak_mib(device, lambda: forward(opts if device.type == "cuda" else eager))
-            total = statistics.median(timer(sample) for _ in range(args.repeats))
-            update = lambda: sample(null, null_opts, "null")  # noqa: E731
-            timer(update)
-            update_s = statistics.median(timer(update) for _ in range(args.repeats))
-            network_tflops = flops * args.steps / max(total - update_s, 1e-9) / 1e12
-            x = out["x"]
-            if mode == "reference":
-                ref_out = x
-            rows.append({"batch": b, "mode": mode, "images_per_s": b / total, "ms_per_step": 1000 * total / args.steps,
-                         "network_share": max(0.0, 1 - update_s / total), "network_tflops": network_tflops,
-                         "network_vs_matmul": network_tflops / matmul, "peak_mib": peak, "model_mib": model_mib,
-                         "buffers_per_sample": buffers_per_sample(peak, model_mib, b, clean[0].numel()),
-                         "psnr_vs_reference": _psnr(x, ref_out) if ref_out is not None else float("nan"),
-                         "psnr_vs_clean": _psnr(x, clean)})
-            r = rows[-1]
-            print(f"batch {b:3d} {mode:14s} {r['images_per_s']:8.2f} img/s {r['ms_per_step']:9.2f} ms/step "
-                  f"network {100 * r['network_share']:5.1f}% at {network_tflops:7.2f} TFLOP/s "
-                  f"({100 * r['network_vs_matmul']:.0f}% of bf16 GEMM)  peak {peak:.0f} MiB "
-                  f"({r['buffers_per_sample']:.1f} images/sample beyond the network)  PSNR vs reference "
-                  f"{r['psnr_vs_reference']:6.2f}  vs clean {r['psnr_vs_clean']:6.2f}", flush=True)
+            m = _measure(bench, mode)
+            ref_out = m["x"] if mode == "reference" else ref_out
+            rows.append(_row(b, mode, m, flops, args.steps, matmul, clean, ref_out))
+            del m
         clear_graphs()
-    for b in batches:  # speed-ups against the reference loop measured in the same run
+    for b in args.batch:  # speed-ups against the reference loop measured in the same run
         ref = [r for r in rows if r["batch"] == b and r["mode"] == "reference"]
         for r in rows:
             if r["batch"] == b:

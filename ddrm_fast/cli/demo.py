@@ -5,17 +5,17 @@ prior's exact noise predictor, so DDRM's restoration can use what the prior know
 """
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 
-from .. import ddrm_sample, operators as O
+from .. import ddrm_sample, operators as O, tasks
+from ..metrics import psnr
 from ..models import GaussianPriorEps
 from ..sampler import BACKENDS
 from .args import nonnegative_float, nonnegative_int, positive_int
 
-TASKS = ("deno", "inp", "sr4", "color", "deblur")
+TASKS = ("deno", "inp", "sr4", "color", "deblur_uni")  # of ddrm_fast.tasks
 
 
 def add_parser(sub) -> None:
@@ -39,24 +39,8 @@ def synthetic_mean(size: int) -> torch.Tensor:
 
 
 def make_operator(task: str, size: int, generator: torch.Generator) -> O.LinearOperator:
-    shape = (3, size, size)
-    if task == "deno":
-        return O.Denoise(shape)
-    if task == "inp":
-        return O.Inpaint((torch.rand(1, 1, size, size, generator=generator) > 0.5).float(), channels=3)
-    if task == "sr4":
-        return O.SuperRes(4, shape)
-    if task == "color":
-        return O.Colorize(shape)
-    if task == "deblur":
-        return O.Blur([1 / 9] * 9, shape)
-    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
-    mse = torch.mean((a.clamp(-1, 1) - b) ** 2).item()
-    return 10 * math.log10(4.0 / max(mse, 1e-12))
+    """The task's operator (:mod:`ddrm_fast.tasks`) for a size x size colour image."""
+    return tasks.get(task).operator((3, size, size), None, generator)
 
 
 def run(task: str = "sr4", sigma_y: float = 0.05, steps: int = 20, size: int = 64, seed: int = 0,
@@ -77,11 +61,11 @@ def run(task: str = "sr4", sigma_y: float = 0.05, steps: int = 20, size: int = 6
 
 
 def main(args) -> int:
-    tasks = TASKS if args.task == "all" else (args.task,)
+    names = TASKS if args.task == "all" else (args.task,)
     print(f"ddrm_fast demo: {args.size}x{args.size} synthetic image, exact Gaussian-prior model, "
           f"sigma_y={args.sigma_y}, {args.steps} steps, backend {args.backend}")
     print(f"  {'task':8s} {'PSNR pinv':>10s} {'PSNR DDRM':>10s} {'seconds':>8s}")
-    for task in tasks:
+    for task in names:
         r = run(task, args.sigma_y, args.steps, args.size, args.seed, args.backend)
         print(f"  {task:8s} {r['psnr_pinv']:9.2f}  {r['psnr_ddrm']:9.2f}  {r['seconds']:8.2f}")
     return 0

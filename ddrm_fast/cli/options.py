@@ -1,5 +1,5 @@
-"""The options `ddrm-fast restore` shares between one image and a folder (and with benchmarks/bench_batch.py):
-the speed flags, and the model to load."""
+"""What the commands share: the device to run on, the speed flags of `ddrm-fast restore` (one image and folders,
+and benchmarks/bench_batch.py) and the model to load."""
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -8,7 +8,16 @@ import torch
 
 from ..sampler import COMPILE_MODES
 
-__all__ = ["add_speed_arguments", "sampler_options", "load_model"]
+__all__ = ["choose_device", "add_speed_arguments", "sampler_options", "load_model"]
+
+
+def choose_device(requested: Optional[torch.device], local_rank: int = 0) -> torch.device:
+    """``--device`` when given, else the GPU of this process's local rank when there is one, else the CPU."""
+    if requested is not None:
+        return requested
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
 
 
 def add_speed_arguments(p) -> None:

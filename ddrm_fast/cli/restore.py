@@ -10,11 +10,12 @@ import torch
 
 from .. import tasks
 from ..files import FolderLock
-from ..imageio import psnr_ssim, read_image, read_mask, read_png_info, write_png
+from ..imageio import read_image, read_mask, read_png_info, write_png
+from ..metrics import psnr_ssim
 from ..sampler import BACKENDS, ddrm_sample
 from . import restore_dir
 from .args import device_arg, nonnegative_int, positive_int, unit_float
-from .options import add_speed_arguments, load_model, sampler_options
+from .options import add_speed_arguments, choose_device, load_model, sampler_options
 
 __all__ = ["add_parser", "restore", "main", "check_arguments", "add_speed_arguments", "load_model",
            "sampler_options"]
@@ -52,7 +53,7 @@ def add_parser(sub) -> None:
 
 def restore(args) -> Dict[str, object]:
     """Everything the command computes, before anything is written: the images to save and the scores."""
-    device = args.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = choose_device(args.device)
     options = sampler_options(args, device)
     # the input first: a bad image fails fast, before the model is loaded
     modes = ("L", "RGB") if args.observed and args.task == "color" else ("RGB",)

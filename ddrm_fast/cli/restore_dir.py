@@ -11,7 +11,7 @@ import torch.distributed as dist
 from .. import batch
 from ..files import FolderLock
 from ..schedules import ddrm_timesteps
-from .options import load_model, sampler_options
+from .options import choose_device, load_model, sampler_options
 
 
 def _distributed():
@@ -61,12 +61,7 @@ def main(args) -> int:
     lock = None
     try:
         batch.check_output_folder(args.out, args.input_dir, args.masks_dir, world)
-        if args.device is not None:
-            device = args.device
-        elif torch.cuda.is_available():
-            device = torch.device("cuda", local % torch.cuda.device_count())
-        else:
-            device = torch.device("cpu")
+        device = choose_device(args.device, local)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         options = sampler_options(args, device)

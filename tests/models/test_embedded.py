@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ddrm_fast import ddrm_sample, tasks
-from ddrm_fast.imageio import psnr_ssim
+from ddrm_fast.metrics import psnr_ssim
 from ddrm_fast.models import default_model
 from ddrm_fast.training import HELDOUT_PHOTOS, TRAIN_PHOTOS
 
