@@ -13,17 +13,7 @@ import triton.language as tl
 
 from .._utils import check_same_device
 from . import interpreting
-
-
-@triton.jit
-def philox_normal(seed, offset_lo, offset_hi, element):
-    """Philox4x32-10 normals, the numbers of ddrm_fast.reference.philox_normal (key = seed, counter = (element, 0,
-    offset lo, offset hi); Box-Muller on 24-bit uniforms)."""
-    zero = element * 0
-    r0, r1, _, _ = tl.philox(seed, element, zero, zero + offset_lo, zero + offset_hi)
-    u1 = ((r0 >> 8) + 1).to(tl.float32) * 5.9604645e-08
-    u2 = (r1 >> 8).to(tl.float32) * 5.9604645e-08
-    return tl.sqrt(-2.0 * tl.log(u1)) * tl.cos(6.2831855 * u2)
+from .common import philox_normal, three_cases
 
 
 @triton.jit
@@ -77,12 +67,7 @@ def _group_step_kernel(x_ptr, sxb, sxc, sxh, sxw, e_ptr, seb, sec, seh, sew, z_p
         s = tl.zeros((BLOCK,), tl.float32) + k_norm
     sy = tl.load(sy_ptr + b * sy_bs + g * sy_js, mask=jmask, other=1.0)
     yv = tl.load(y_ptr + b * (GC * GH * GW) + g, mask=jmask, other=0.0)
-    s_safe = tl.where(s > 0, s, 1.0)
-    sy_safe = tl.where(sy > 0, sy, 1.0)
-    r = eta_b * sy / s_safe
-    new1 = eta_b * (yv / s_safe) + (1.0 - eta_b) * d_x0 + tl.sqrt(tl.maximum(sn * sn - r * r, 0.0)) * d_z
-    new2 = d_x0 + tl.sqrt(1.0 - eta * eta) * sn * (yv - s * d_x0) / sy_safe + eta * sn * d_z
-    new = tl.where((s > 0) & (s * sn > sy), new1, tl.where((s > 0) & (s * sn < sy), new2, w1))
+    new = three_cases(d_x0, d_z, yv, s, sy, sn, eta, eta_b, w1, s > 0)
     delta = (new - w1)[:, None]
 
     res = sqan * (x0 + c3 * ev + c3z * zv + v * delta)

@@ -10,7 +10,7 @@ import triton.language as tl
 
 from .._utils import check_same_device
 from . import interpreting
-from .group_step import philox_normal
+from .common import philox_normal, three_cases
 
 
 @triton.jit
@@ -40,12 +40,7 @@ def _spectral_step_kernel(xb_ptr, eb_ptr, z_ptr, seeds_ptr, off_lo, off_hi, u_pt
         measured = in_m
     else:
         measured = in_m & (s > 0)
-    s_safe = tl.where(s > 0, s, 1.0)
-    sy_safe = tl.where(sy > 0, sy, 1.0)
-    r = eta_b * sy / s_safe
-    new1 = eta_b * (u / s_safe) + (1.0 - eta_b) * x0 + tl.sqrt(tl.maximum(sn * sn - r * r, 0.0)) * zz
-    new2 = x0 + tl.sqrt(1.0 - eta * eta) * sn * (u - s * x0) / sy_safe + eta * sn * zz
-    new = tl.where(measured & (s * sn > sy), new1, tl.where(measured & (s * sn < sy), new2, new))
+    new = three_cases(x0, zz, u, s, sy, sn, eta, eta_b, new, measured)
     tl.store(out_ptr + row * N + j, sqan * new, mask=mask)
     tl.store(x0_ptr + row * N + j, x0, mask=mask)
 
