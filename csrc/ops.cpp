@@ -3,40 +3,28 @@
 #include <Python.h>
 #include <torch/library.h>
 
-#include "group_step_args.h"
-#include "spectral_step_args.h"
+#include "op_bindings.h"
 
 namespace ddrm {
 
-std::tuple<at::Tensor, at::Tensor> spectral_step_cpu_op(const at::Tensor& xbar, const at::Tensor& epsbar,
-                                                        const c10::optional<at::Tensor>& z, const at::Tensor& uty,
-                                                        const at::Tensor& s, const at::Tensor& sigma_y,
-                                                        const at::Tensor& coef, double eta, double eta_b,
-                                                        double eta_c, bool legacy_zero_singulars,
-                                                        const c10::optional<at::Tensor>& seeds, int64_t offset) {
-  TORCH_CHECK(xbar.device().is_cpu(), "xbar must be a CPU tensor for the CPU kernel");
-  SpectralStepArgs a{};
-  auto result = prepare_spectral_step(a, xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c,
-                                      legacy_zero_singulars, seeds, offset);
-  // rows are independent: parallel over the batch, a grain of one row (rows are large)
-  at::parallel_for(0, a.batch, 1, [&](int64_t b0, int64_t b1) { spectral_step_cpu(a, b0, b1); });
-  return result;
-}
-
-std::tuple<at::Tensor, at::Tensor> group_step_cpu_op(
-    const at::Tensor& x, const at::Tensor& eps, const at::Tensor& y, const at::Tensor& weights,
-    const c10::optional<at::Tensor>& observed, const at::Tensor& sigma_y, const at::Tensor& coef,
-    const c10::optional<at::Tensor>& z, const c10::optional<at::Tensor>& seeds, int64_t offset,
-    at::IntArrayRef group_shape, double eta, double eta_b, bool want_x0) {
-  TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor for the CPU kernel");
-  GroupStepArgs a{};
-  auto result = prepare_group_step(a, x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta,
-                                   eta_b, want_x0);
-  const int64_t rows = a.B * (a.C / a.cg) * (a.H / a.rh);
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.W));  // ~4096 values per task
-  at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { group_step_cpu(a, r0, r1); });
-  return result;
-}
+// The CPU as a device of op_bindings.h: rows (spectral) or rows of groups (grouped) in parallel.
+struct Cpu {
+  struct Guard {
+    explicit Guard(const at::Device&) {}
+  };
+  static void check(const at::Tensor& t, const char* name) {
+    TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor for the CPU kernel");
+  }
+  static void run(const SpectralStepArgs& a) {
+    // rows are independent: parallel over the batch, a grain of one row (rows are large)
+    at::parallel_for(0, a.batch, 1, [&](int64_t b0, int64_t b1) { spectral_step_cpu(a, b0, b1); });
+  }
+  static void run(const GroupStepArgs& a) {
+    const int64_t rows = a.B * (a.C / a.cg) * (a.H / a.rh);
+    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.W));  // ~4096 values per task
+    at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { group_step_cpu(a, r0, r1); });
+  }
+};
 
 }  // namespace ddrm
 
@@ -52,8 +40,8 @@ TORCH_LIBRARY(ddrm_fast, m) {
 }
 
 TORCH_LIBRARY_IMPL(ddrm_fast, CPU, m) {
-  m.impl("spectral_step", &ddrm::spectral_step_cpu_op);
-  m.impl("group_step", &ddrm::group_step_cpu_op);
+  m.impl("spectral_step", &ddrm::spectral_step_op<ddrm::Cpu>);
+  m.impl("group_step", &ddrm::group_step_op<ddrm::Cpu>);
 }
 
 // A Python module so `import ddrm_fast._C` loads the library (and with it the registrations above).

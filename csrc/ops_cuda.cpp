@@ -4,45 +4,29 @@
 #include <cuda_runtime.h>
 #include <torch/library.h>
 
-#include "group_step_args.h"
-#include "spectral_step_args.h"
+#include "op_bindings.h"
 
 namespace ddrm {
 
-std::tuple<at::Tensor, at::Tensor> spectral_step_cuda_op(const at::Tensor& xbar, const at::Tensor& epsbar,
-                                                         const c10::optional<at::Tensor>& z, const at::Tensor& uty,
-                                                         const at::Tensor& s, const at::Tensor& sigma_y,
-                                                         const at::Tensor& coef, double eta, double eta_b,
-                                                         double eta_c, bool legacy_zero_singulars,
-                                                         const c10::optional<at::Tensor>& seeds, int64_t offset) {
-  TORCH_CHECK(xbar.is_cuda(), "xbar must be a CUDA tensor for the CUDA kernel");
-  const c10::cuda::CUDAGuard guard(xbar.device());
-  SpectralStepArgs a{};
-  auto result = prepare_spectral_step(a, xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c,
-                                      legacy_zero_singulars, seeds, offset);
-  const int err = spectral_step_cuda(a, c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == 0, "spectral_step CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-  return result;
-}
-
-std::tuple<at::Tensor, at::Tensor> group_step_cuda_op(
-    const at::Tensor& x, const at::Tensor& eps, const at::Tensor& y, const at::Tensor& weights,
-    const c10::optional<at::Tensor>& observed, const at::Tensor& sigma_y, const at::Tensor& coef,
-    const c10::optional<at::Tensor>& z, const c10::optional<at::Tensor>& seeds, int64_t offset,
-    at::IntArrayRef group_shape, double eta, double eta_b, bool want_x0) {
-  TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor for the CUDA kernel");
-  const c10::cuda::CUDAGuard guard(x.device());
-  GroupStepArgs a{};
-  auto result = prepare_group_step(a, x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta,
-                                   eta_b, want_x0);
-  const int err = group_step_cuda(a, c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == 0, "group_step CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-  return result;
-}
+// CUDA as a device of op_bindings.h: the launcher on the current stream of the inputs' device.
+struct Cuda {
+  using Guard = c10::cuda::CUDAGuard;
+  static void check(const at::Tensor& t, const char* name) {
+    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor for the CUDA kernel");
+  }
+  static void run(const SpectralStepArgs& a) {
+    const int err = spectral_step_cuda(a, c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == 0, "spectral_step CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
+  }
+  static void run(const GroupStepArgs& a) {
+    const int err = group_step_cuda(a, c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == 0, "group_step CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
+  }
+};
 
 }  // namespace ddrm
 
 TORCH_LIBRARY_IMPL(ddrm_fast, CUDA, m) {
-  m.impl("spectral_step", &ddrm::spectral_step_cuda_op);
-  m.impl("group_step", &ddrm::group_step_cuda_op);
+  m.impl("spectral_step", &ddrm::spectral_step_op<ddrm::Cuda>);
+  m.impl("group_step", &ddrm::group_step_op<ddrm::Cuda>);
 }

@@ -340,25 +340,26 @@ class _Separable(H_functions):
         b, c, d = vec.shape[0], self.channels, self.img_dim
         return (A @ vec.reshape(b, c, d, d) @ B.t()).reshape(b, c, d * d)
 
-    def V(self, vec):
+    def _from_spectral(self, A, B, vec):  # the channel-fastest, permuted coefficients -> A X B^T per channel
         b = vec.shape[0]
         coeff = vec.reshape(b, self.img_dim**2, self.channels)[:, self._inv_perm].permute(0, 2, 1)
-        return self._apply(self.V_small1, self.V_small2, coeff).reshape(b, -1)
+        return self._apply(A, B, coeff).reshape(b, -1)
+
+    def _to_spectral(self, A, B, vec):  # A^T X B per channel -> the channel-fastest, permuted coefficients
+        coeff = self._apply(A.t(), B.t(), vec)[:, :, self._perm]
+        return coeff.permute(0, 2, 1).reshape(vec.shape[0], -1)
+
+    def V(self, vec):
+        return self._from_spectral(self.V_small1, self.V_small2, vec)
 
     def Vt(self, vec):
-        b = vec.shape[0]
-        coeff = self._apply(self.V_small1.t(), self.V_small2.t(), vec)[:, :, self._perm]
-        return coeff.permute(0, 2, 1).reshape(b, -1)
+        return self._to_spectral(self.V_small1, self.V_small2, vec)
 
     def U(self, vec):
-        b = vec.shape[0]
-        coeff = vec.reshape(b, self.img_dim**2, self.channels)[:, self._inv_perm].permute(0, 2, 1)
-        return self._apply(self.U_small1, self.U_small2, coeff).reshape(b, -1)
+        return self._from_spectral(self.U_small1, self.U_small2, vec)
 
     def Ut(self, vec):
-        b = vec.shape[0]
-        coeff = self._apply(self.U_small1.t(), self.U_small2.t(), vec)[:, :, self._perm]
-        return coeff.permute(0, 2, 1).reshape(b, -1)
+        return self._to_spectral(self.U_small1, self.U_small2, vec)
 
     def singulars(self):
         return self._singulars.repeat(1, self.channels).reshape(-1)  # tiled, though the layout interleaves

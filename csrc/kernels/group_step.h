@@ -1,4 +1,4 @@
-// The one-pass DDRM step for rank-one-per-group operators (spec, "Structured operators"), torch-free.
+// The one-pass DDRM step for rank-one-per-group operators (docs/ddrm.md, "Rank one per group"), torch-free.
 // Per group g (cg channels x rh x rw pixels, weights k, v = k/|k|, s = |k| observed_g):
 //   x0 = (x - sqrt(1-abar) eps) / sqrt(abar),  w = x0 + sqrt(1-eta^2) sigma' eps + eta sigma' z   (case 3)
 //   new_1 = three-case update of the measured coordinate from v.x0, v.eps, v.z, y_g, s, sigma_y
@@ -30,59 +30,60 @@ struct GroupStepArgs {
   float eta, eta_b;
 };
 
+// The measured coordinate of group g of sample b, from the group's dot products with v (x0, eps, z): its three-case
+// update minus its case 3 (w's own component w1). Every backend adds v times this to w, in every group layout.
+DDRM_HD float measured_delta(const GroupStepArgs& a, int64_t b, int64_t g, int64_t G, float d_x0, float d_eps,
+                             float d_z, float k_norm, float sn, float c3, float c3z) {
+  const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
+  const float s = a.observed ? k_norm * a.observed[b * a.obs_bstride + g] : k_norm;
+  if (!(s > 0.f)) return 0.f;  // an unobserved group: case 3 in every direction
+  return ddrm_update(d_x0, d_eps, d_z, true, s, a.sigma_y[b * a.sy_bstride + g * a.sy_jstride], a.y[b * G + g], sn,
+                     a.eta, a.eta_b, a.eta, false) - w1;
+}
+
+// Element t (channel, row, col order) of group (b, cy, i, j): its position and eps, x0 and noise there.
+template <typename TX, typename TE>
+DDRM_HD void group_element(const GroupStepArgs& a, int64_t b, int64_t cy, int64_t i, int64_t j, int t,
+                           uint64_t seed, float sqa, float sq1m, int64_t& c, int64_t& h, int64_t& w, float& ev,
+                           float& x0v, float& zv) {
+  c = cy * a.cg + t / (a.rh * a.rw);
+  h = i * a.rh + (t / a.rw) % a.rh;
+  w = j * a.rw + t % a.rw;
+  ev = to_float(static_cast<const TE*>(a.eps)[a.es.at(b, c, h, w)]);
+  x0v = (to_float(static_cast<const TX*>(a.x)[a.xs.at(b, c, h, w)]) - sq1m * ev) / sqa;
+  zv = a.z ? a.z[a.zs.at(b, c, h, w)] : philox_normal(seed, a.offset, (c * a.H + h) * a.W + w);
+}
+
+// The generic update of group gi (any group size): pass 1 forms the dot products with v, pass 2 writes, re-reading
+// the group (from cache) instead of holding up to n values in registers.
 template <typename TX, typename TE>
 DDRM_HD void group_update(const GroupStepArgs& a, int64_t gi, float sqa, float sq1m, float sn, float sqan) {
   const int64_t gw = a.W / a.rw, gh = a.H / a.rh, gc = a.C / a.cg;
   const int64_t G = gc * gh * gw;
   const int64_t b = gi / G, g = gi - b * G;
   const int64_t cy = g / (gh * gw), i = (g / gw) % gh, j = g % gw;
-  const TX* x = static_cast<const TX*>(a.x);
-  const TE* e = static_cast<const TE*>(a.eps);
+  const int n = a.cg * a.rh * a.rw;
   // |k| from the weights themselves (n values, cached): no host read of a device tensor
   float k2 = 0.f;
-  for (int t = 0; t < a.cg * a.rh * a.rw; ++t) k2 += a.weights[t] * a.weights[t];
+  for (int t = 0; t < n; ++t) k2 += a.weights[t] * a.weights[t];
   const float k_norm = sqrtf(k2), inv_k = 1.0f / k_norm;
   const float c3 = sqrtf(1.0f - a.eta * a.eta) * sn, c3z = a.eta * sn;
   const uint64_t seed = a.z ? 0 : static_cast<uint64_t>(a.seeds[b]);
-  const int64_t plane = a.H * a.W;
-
-  // pass 1: v . x0, v . eps, v . z
-  float d_x0 = 0.f, d_eps = 0.f, d_z = 0.f;
-  int t = 0;
-  for (int ca = 0; ca < a.cg; ++ca)
-    for (int p = 0; p < a.rh; ++p)
-      for (int q = 0; q < a.rw; ++q, ++t) {
-        const int64_t c = cy * a.cg + ca, h = i * a.rh + p, w = j * a.rw + q;
-        const float ev = to_float(e[a.es.at(b, c, h, w)]);
-        const float x0v = (to_float(x[a.xs.at(b, c, h, w)]) - sq1m * ev) / sqa;
-        const float zv = a.z ? a.z[a.zs.at(b, c, h, w)] : philox_normal(seed, a.offset, c * plane + h * a.W + w);
-        const float v = a.weights[t] * inv_k;
-        d_x0 += v * x0v;
-        d_eps += v * ev;
-        d_z += v * zv;
-      }
-
-  // the measured coordinate along v (case 3 there is w's own component, w1)
-  const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
-  const float s = a.observed ? k_norm * a.observed[b * a.obs_bstride + g] : k_norm;
-  const float new1 = s > 0.f ? ddrm_update(d_x0, d_eps, d_z, true, s, a.sigma_y[b * a.sy_bstride + g * a.sy_jstride],
-                                           a.y[b * G + g], sn, a.eta, a.eta_b, a.eta, false)
-                             : w1;
-  const float delta = new1 - w1;
-
-  // pass 2: x_{t'} = sqrt(abar') (w + v delta)
-  t = 0;
-  for (int ca = 0; ca < a.cg; ++ca)
-    for (int p = 0; p < a.rh; ++p)
-      for (int q = 0; q < a.rw; ++q, ++t) {
-        const int64_t c = cy * a.cg + ca, h = i * a.rh + p, w = j * a.rw + q;
-        const float ev = to_float(e[a.es.at(b, c, h, w)]);
-        const float x0v = (to_float(x[a.xs.at(b, c, h, w)]) - sq1m * ev) / sqa;
-        const float zv = a.z ? a.z[a.zs.at(b, c, h, w)] : philox_normal(seed, a.offset, c * plane + h * a.W + w);
-        const float v = a.weights[t] * inv_k;
-        a.out[a.os.at(b, c, h, w)] = sqan * (x0v + c3 * ev + c3z * zv + v * delta);
-        if (a.x0) a.x0[a.x0s.at(b, c, h, w)] = x0v;
-      }
+  int64_t c, h, w;
+  float ev, x0v, zv, d_x0 = 0.f, d_eps = 0.f, d_z = 0.f;
+  for (int t = 0; t < n; ++t) {
+    group_element<TX, TE>(a, b, cy, i, j, t, seed, sqa, sq1m, c, h, w, ev, x0v, zv);
+    const float v = a.weights[t] * inv_k;
+    d_x0 += v * x0v;
+    d_eps += v * ev;
+    d_z += v * zv;
+  }
+  const float delta = measured_delta(a, b, g, G, d_x0, d_eps, d_z, k_norm, sn, c3, c3z);
+  for (int t = 0; t < n; ++t) {  // x_{t'} = sqrt(abar') (w + v delta)
+    group_element<TX, TE>(a, b, cy, i, j, t, seed, sqa, sq1m, c, h, w, ev, x0v, zv);
+    a.out[a.os.at(b, c, h, w)] = sqan * (x0v + c3 * ev + c3z * zv + a.weights[t] * inv_k * delta);
+    if (a.x0) a.x0[a.x0s.at(b, c, h, w)] = x0v;
+  }
 }
 
 // CPU: rows [row_begin, row_end) of the B * (C/cg) * (H/rh) rows of groups (callers parallelise).

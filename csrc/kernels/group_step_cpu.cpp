@@ -39,9 +39,6 @@ static void run(const GroupStepArgs& a, int64_t r0, int64_t r1) {
           ox[t] = a.xs.at(b, c, h, q); oe[t] = a.es.at(b, c, h, q); oz[t] = a.zs.at(b, c, h, q);
           oo[t] = a.os.at(b, c, h, q); el[t] = c * plane + h * a.W + q;
         }
-    const float* obs = a.observed ? a.observed + b * a.obs_bstride + rg * gw : nullptr;
-    const float* yrow = a.y + b * G + rg * gw;
-    const float* syrow = a.sigma_y + b * a.sy_bstride + rg * gw * a.sy_jstride;
     for (int64_t j = 0; j < gw; ++j) {
       const int64_t dx = j * a.rw * a.xs.w, de = j * a.rw * a.es.w, dz = j * a.rw * a.zs.w, dout = j * a.rw * a.os.w;
       float d_x0 = 0.f, d_eps = 0.f, d_z = 0.f;
@@ -53,12 +50,7 @@ static void run(const GroupStepArgs& a, int64_t r0, int64_t r1) {
         d_eps += v[t] * eb[t];
         d_z += v[t] * zb[t];
       }
-      const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
-      const float s = obs ? k_norm * obs[j] : k_norm;
-      const float new1 = s > 0.f ? ddrm_update(d_x0, d_eps, d_z, true, s, syrow[j * a.sy_jstride], yrow[j], sn, a.eta,
-                                               a.eta_b, a.eta, false)
-                                 : w1;
-      const float delta = new1 - w1;
+      const float delta = measured_delta(a, b, rg * gw + j, G, d_x0, d_eps, d_z, k_norm, sn, c3, c3z);
       for (t = 0; t < n; ++t) {
         a.out[oo[t] + dout] = sqan * (x0b[t] + c3 * eb[t] + c3z * zb[t] + v[t] * delta);
         if (a.x0) a.x0[oo[t] + dout] = x0b[t];  // x0 is allocated like out

@@ -47,12 +47,7 @@ __global__ void group_step_fixed(GroupStepArgs a, int64_t gc, int64_t gh, int64_
     d_eps += v[t] * eb[t];
     d_z += v[t] * zb[t];
   }
-  const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
-  const float s = a.observed ? k_norm * a.observed[b * a.obs_bstride + g] : k_norm;
-  const float new1 = s > 0.f ? ddrm_update(d_x0, d_eps, d_z, true, s, a.sigma_y[b * a.sy_bstride + g * a.sy_jstride],
-                                           a.y[b * G + g], sn, a.eta, a.eta_b, a.eta, false)
-                             : w1;
-  const float delta = new1 - w1;
+  const float delta = measured_delta(a, b, g, G, d_x0, d_eps, d_z, k_norm, sn, c3, c3z);
 #pragma unroll
   for (int t = 0; t < N; ++t) {
     const int c = cy * CG + t / (RH * RW), h = (int)i * RH + (t / RW) % RH, w = (int)j * RW + t % RW;
