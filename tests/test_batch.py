@@ -236,7 +236,7 @@ def test_a_folder_job_equals_the_one_image_command_with_the_same_seed(tmp_path, 
 def test_speed_options_reach_the_sampler(tmp_path):
     # what the command's speed flags turn into, on both paths (one image, a folder)
     from ddrm_fast.cli import restore
-    from ddrm_fast.cli.main import _parser
+    from ddrm_fast.cli.main import build_parser
 
     seen = []
 
@@ -248,7 +248,7 @@ def test_speed_options_reach_the_sampler(tmp_path):
     opts = {"noise": "philox", "model_dtype": torch.bfloat16, "channels_last": True, "compile": False}
     _run(inp, tmp_path / "out", sampler=sampler, sampler_options=opts)
     assert seen == [opts]
-    parse = _parser().parse_args
+    parse = build_parser().parse_args
     args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--dtype", "float16", "--compile", "--compile-mode",
                   "max-autotune-no-cudagraphs", "--noise", "philox"])
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

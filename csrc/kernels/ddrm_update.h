@@ -1,4 +1,4 @@
-// The three-case DDRM update of one spectral coordinate (spec, "DDRM sampling"): the single definition of the math
+// The three-case DDRM update of one spectral coordinate (docs/ddrm.md, "The update"): the single definition of the math
 // that the spectral step and the grouped step (for its measured coordinate) evaluate, on the CPU and on CUDA.
 #pragma once
 

@@ -1,4 +1,4 @@
-// DDRM spectral step (spec: "DDRM sampling"), torch-free: the three-case update on V^T-space rows, fused with the
+// DDRM spectral step (docs/ddrm.md, "The update"), torch-free: the three-case update on V^T-space rows, fused with the
 // x0 prediction. One definition of the math per backend: spectral_step_cpu.cpp and spectral_step_cuda.cu both
 // evaluate ddrm_spectral_element() below, i.e. ddrm_update().
 #pragma once

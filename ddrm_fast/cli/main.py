@@ -12,15 +12,19 @@ from typing import List, Optional
 from .args import Parser
 
 
-def _parser() -> Parser:
+def commands() -> dict:
+    """name -> the command's module: each has ``add_parser(sub)`` and ``main(args) -> exit code``."""
     from . import bench, demo, restore, train
 
+    return {"demo": demo, "restore": restore, "train": train, "bench": bench}
+
+
+def build_parser() -> Parser:
+    """The `ddrm-fast` parser with every command's subparser."""
     p = Parser(prog="ddrm-fast", description="Fast DDRM image restoration.")
     sub = p.add_subparsers(dest="command", required=True)
-    demo.add_parser(sub)
-    restore.add_parser(sub)
-    train.add_parser(sub)
-    bench.add_parser(sub)
+    for module in commands().values():
+        module.add_parser(sub)
     return p
 
 
@@ -31,14 +35,11 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # a usage error (its line already printed), or --help
         return exc.code if isinstance(exc.code, int) else 0
     try:
-        from . import bench, demo, restore, train
-
-        command = {"demo": demo.main, "restore": restore.main, "bench": bench.main, "train": train.main}
-        return command[args.command](args)
+        return commands()[args.command].main(args)
     except ValueError as exc:  # a bad invocation: arguments, unreadable files named on the command line
         print(f"ddrm-fast: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 // ctest for the grouped step and its noise: Philox known-answer vectors (Random123), and a 2x2 block-SR step against
-// the spec's explicit-SVD form written out for one group (v = (1,1,1,1)/2, s = |k| = 1/2).
+// the explicit-SVD form of docs/ddrm.md written out for one group (v = (1,1,1,1)/2, s = |k| = 1/2).
 #include <cmath>
 #include <cstdio>
 #include <vector>
