@@ -20,11 +20,13 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
+from . import backends
 from . import operators as O
 from . import reference
 from ._utils import Generator, randn
 from .diffusion import take_eps
 from .operators.cs import fwht
+from .operators.group import gather_groups
 from .sampler import NoiseRequest, register_noise
 from .schedules import abar_table
 
@@ -245,6 +247,7 @@ class Colorization(H_functions):
     def __init__(self, img_dim, device, *, weights: Sequence[float] = (0.3333, 0.3334, 0.3333)):
         self.channels = 3
         self.img_dim = img_dim
+        self.weights = [float(w) for w in weights]
         H = torch.tensor([list(weights)], dtype=torch.float32, device=device)
         self.U_small, self.singulars_small, self.V_small = _svd(H)
         self.Vt_small = self.V_small.transpose(0, 1)
@@ -441,19 +444,24 @@ class SRConv(H_functions):
 
 
 def efficient_generalized_steps(x, seq, model, b, H_funcs, y_0, sigma_0, etaB, etaA, etaC, cls_fn=None,
-                                classes=None) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+                                classes=None, backend: str = "auto") -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
     """DDRM sampling exactly as the original ``efficient_generalized_steps`` computes it (same random draws, same
-    case tests, same quirks), on any device and for any ``H_functions`` subclass.
+    case tests, same quirks), on any device and for any ``H_functions`` subclass, on the fused kernels.
+
+    ``backend`` (the one addition to the original's signature): ``"auto"`` (the fastest available), ``"reference"``
+    (plain PyTorch, the oracle), ``"cpu"``, ``"cuda"`` or ``"triton"``. The original's rank-one-per-group classes
+    (Denoising, Inpainting, SuperResolution, Colorization, with etaA == etaC) take the one-pass group step, with the
+    original's draws mapped into pixels by the class's own V; every other ``H_functions`` (the original's Deblurring,
+    SRConv, WalshHadamardCS, GeneralH, a user's own subclass) takes the fused spectral step between its own V and V^T.
 
     Returns ``(xs, x0_preds)``: ``xs[0]`` is the initial state x_T and ``xs[i + 1]`` the state after step i;
     ``x0_preds[i]`` is step i's x0 prediction. Unlike the original, which copies every step to the CPU, the
     trajectory stays on ``x``'s device (one tensor per step, nothing moved or synchronised inside the loop); move
-    ``xs[-1]`` yourself when you need it on the host.
+    ``xs[-1]`` yourself when you need it on the host. Sampling records no autograd history.
     """
     with torch.no_grad():
-        batch = x.shape[0]
-        n = x[0].numel()
-        device = x.device
+        kernels = backends.resolve(backend, x.device)
+        batch, n, device = x.shape[0], x[0].numel(), x.device
         singulars = H_funcs.singulars().to(device)
         uty = H_funcs.Ut(y_0)
         m = uty.shape[1]
@@ -461,33 +469,84 @@ def efficient_generalized_steps(x, seq, model, b, H_funcs, y_0, sigma_0, etaB, e
             raise ValueError(f"H_funcs.singulars() has {singulars.shape[0]} values but H_funcs.Ut(y_0) has {m}")
         sigma_0 = float(sigma_0)
         seq = list(seq)
-        seq_next = [-1] + seq[:-1]
-        rev, rev_next = list(reversed(seq)), list(reversed(seq_next))
+        rev, rev_next = list(reversed(seq)), list(reversed([-1] + seq[:-1]))
         coef, sigma_T = reference.step_coefficients(abar_table(b), rev, rev_next)
         coef, sigma_T = coef.to(device), sigma_T.to(device)
         sy = torch.full((1, 1), sigma_0, device=device)
-        s = singulars.reshape(1, m).to(uty.dtype)
-        noise = CompatNoise(singulars, sigma_0, coef[:, 2], batch, n, None, device)
-
-        xbar = reference.initial_spectral(noise.initial(x), uty, s, sy, sigma_T, legacy_zero_singulars=True)
-        x = H_funcs.V(xbar).view(*x.size())
-        xs, x0_preds = [x], []
+        layout = _group_layout(H_funcs, tuple(x.shape[1:])) if kernels.fused and etaA == etaC else None
+        to_pixels = (lambda z: H_funcs.V(z).reshape(x.shape)) if layout is not None else None  # noqa: E731
+        noise = CompatNoise(singulars, sigma_0, coef[:, 2], batch, n, None, device, to_pixels)
+        step = (_group_steps(kernels, H_funcs, layout, y_0, sy, x.shape, etaA, etaB) if layout is not None else
+                _spectral_steps(kernels, H_funcs, uty, singulars.reshape(1, m).to(uty.dtype), sy, x.shape, etaA,
+                                etaB, etaC))
+        xs = [step(None, None, noise.initial(x), reference.initial_coefficients(sigma_T), initial=True)]
+        x0_preds = []
         ts = torch.tensor(rev, dtype=torch.float32, device=device)
         for i in range(len(rev)):
-            xt = xs[-1]
-            t = ts[i].expand(batch)
+            xt, t = xs[-1], ts[i].expand(batch)
             if cls_fn is None:
                 et = model(xt, t)
             else:
                 et = model(xt, t, classes)[:, :3]
                 # the original evaluates the classifier at x (the initial state), not at x_t; kept for equal results
-                et = et - coef[i, 1] * cls_fn(x, t, classes)
+                et = et - coef[i, 1] * cls_fn(xs[0], t, classes)
             et = take_eps(et, x.shape[1])
-            xbar_next, _ = reference.spectral_step(H_funcs.Vt(xt), H_funcs.Vt(et), noise.step(i), uty, s, sy,
-                                                   coef[i], etaA, etaB, eta_c=etaC, legacy_zero_singulars=True)
             x0_preds.append((xt - et * coef[i, 1]) / coef[i, 0])
-            xs.append(H_funcs.V(xbar_next).view(*x.size()))
+            xs.append(step(xt, et, noise.step(i), coef[i]))
     return xs, x0_preds
+
+
+def _group_layout(H_funcs, image_shape) -> Optional[tuple]:
+    """(group_shape, weights, observed) of the original's rank-one-per-group classes (exactly these classes: a
+    subclass may have changed its transforms), else None."""
+    c, h, w = image_shape
+    kind = type(H_funcs)
+    if kind in (Denoising, Inpainting):
+        observed = None
+        if kind is Inpainting:  # its missing indices are pixel-major: pixel * C + channel
+            missing = torch.as_tensor(H_funcs.missing_indices).long().cpu()
+            observed = torch.ones(c * h * w)
+            observed[(missing % c) * h * w + missing // c] = 0
+            observed = observed[None]
+        return (1, 1, 1), torch.ones(1), observed
+    if kind is SuperResolution:
+        r = H_funcs.ratio
+        return (1, r, r), torch.full((r * r,), 1.0 / r**2), None
+    if kind is Colorization and c == 3:
+        return (3, 1, 1), torch.tensor(H_funcs.weights, dtype=torch.float32), None
+    return None
+
+
+def _group_steps(kernels, H_funcs, layout, y_0, sy, shape, eta, eta_b) -> Callable:
+    """step(x_t, eps, z, coef) -> x_{t'} by the one-pass group step, z the original's draw mapped into pixels."""
+    group_shape, k, observed = layout
+    device = y_0.device
+    k = k.to(device)
+    observed = None if observed is None else observed.to(device)
+    # each group's measurement k . x_g, from the class's own pseudo-inverse: its layout and signs need no knowing
+    y = (gather_groups(H_funcs.H_pinv(y_0).reshape(shape), shape[1:], group_shape) @ k).contiguous()
+
+    def step(xt, et, z, cf, initial=False):
+        if initial:
+            xt = et = torch.zeros(shape, device=device)
+            return kernels.group_step(xt, et, y, k, observed, sy, cf, z, None, 0, group_shape, 1.0, 1.0)[0]
+        return kernels.group_step(xt, et, y, k, observed, sy, cf, z, None, 0, group_shape, eta, eta_b)[0]
+
+    return step
+
+
+def _spectral_steps(kernels, H_funcs, uty, s, sy, shape, eta_a, eta_b, eta_c) -> Callable:
+    """step(x_t, eps, z, coef) -> x_{t'} by the fused spectral step between the class's own V^T and V."""
+    def step(xt, et, z, cf, initial=False):
+        if initial:
+            zeros = torch.zeros(shape[0], z.shape[1], device=z.device)
+            xbar = kernels.spectral_step(zeros, zeros, z, uty, s, sy, cf, 1.0, 1.0, 1.0, True)[0]
+        else:
+            xbar = kernels.spectral_step(H_funcs.Vt(xt), H_funcs.Vt(et), z, uty, s, sy, cf, eta_a, eta_b, eta_c,
+                                         True)[0]
+        return H_funcs.V(xbar).view(*shape)
+
+    return step
 
 
 # --- the original's random draws for ddrm_fast operators: ddrm_sample(noise="compat") ----------------------------

@@ -2,56 +2,29 @@
 import pytest
 import torch
 
-from ddrm_fast import compat, ddrm_sample, operators
+from ddrm_fast import compat, ddrm_sample, operators, ops
 from ddrm_fast.schedules import linear_betas
 
-from conftest import golden_eps_model
+from conftest import GOLDEN_CASES as CASES, golden_case as _case, golden_eps_model, golden_operator, golden_x_init
 
-CASES = ["deno_s0.0", "deno_s0.1", "inp_s0.0", "inp_s0.1", "sr4_s0.0", "sr4_s0.1", "color_s0.0", "color_s0.1",
-         "deblur_uni_s0.0", "deblur_uni_s0.1"]
 TOL = 1e-3
-
-
-def _case(golden, name):
-    tensors, cases = golden
-    meta = next(c for c in cases if c["name"] == name)
-    return meta, {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(name + "/")}
-
-
-def _compat_operator(meta, data):
-    deg = meta["deg"]
-    if deg == "deno":
-        return compat.Denoising(3, 32, "cpu")
-    if deg == "inp":
-        return compat.Inpainting(3, 32, data["missing_indices"], "cpu")
-    if deg == "sr4":
-        return compat.SuperResolution(3, 32, 4, "cpu")
-    if deg == "color":
-        return compat.Colorization(32, "cpu")
-    if deg == "deblur_uni":
-        return compat.Deblurring(data["kernel"], 3, 32, "cpu")
-    raise AssertionError(deg)
-
-
-def _x_init(meta):
-    torch.manual_seed(meta["sampler_seed"])
-    return torch.randn(meta["batch"], 3, 32, 32)
 
 
 def test_every_golden_case_is_covered(golden):
     assert sorted(c["name"] for c in golden[1]) == sorted(CASES)
 
 
+@pytest.mark.parametrize("backend", ["reference"] + (["cpu"] if ops.has_cpu() else []))
 @pytest.mark.parametrize("name", CASES)
-def test_compat_efficient_generalized_steps(golden, name):
+def test_compat_efficient_generalized_steps(golden, name, backend):
     meta, data = _case(golden, name)
     betas = linear_betas()
-    x = _x_init(meta)
+    x = golden_x_init(meta)
     assert torch.equal(x, data["x_init"])
     seq = range(0, 1000, 1000 // meta["steps"])
     xs, x0_preds = compat.efficient_generalized_steps(
-        x, seq, golden_eps_model(betas), betas, _compat_operator(meta, data), data["y0"], meta["sigma_0"],
-        etaB=meta["etaB"], etaA=meta["eta"], etaC=meta["eta"])
+        x, seq, golden_eps_model(betas), betas, golden_operator(meta, data), data["y0"], meta["sigma_0"],
+        etaB=meta["etaB"], etaA=meta["eta"], etaC=meta["eta"], backend=backend)
     assert len(xs) == meta["steps"] + 1 and len(x0_preds) == meta["steps"]
     assert (xs[1] - data["x_step1"]).abs().max() <= TOL
     assert (xs[-1] - data["x_final"]).abs().max() <= TOL
@@ -62,7 +35,7 @@ def test_compat_efficient_generalized_steps(golden, name):
 def test_compat_H_reproduces_y0(golden, name):
     """The measurement the original made: H(x_orig) + noise, within the noise level."""
     meta, data = _case(golden, name)
-    y = _compat_operator(meta, data).H(data["x_orig"])
+    y = golden_operator(meta, data).H(data["x_orig"])
     assert y.shape == data["y0"].shape
     assert (y - data["y0"]).abs().max() <= 5 * meta["sigma_0"] + 1e-4
 
@@ -92,7 +65,7 @@ def test_ddrm_sample_compat_noise(golden, name):
     clean = op.H(data["x_orig"])
     assert (clean - y).abs().max() <= 5 * meta["sigma_0"] + 1e-4
     out = ddrm_sample(golden_eps_model(linear_betas()), y, op, meta["sigma_0"], steps=meta["steps"], eta=meta["eta"],
-                      eta_b=meta["etaB"], noise="compat", x_T=_x_init(meta))
+                      eta_b=meta["etaB"], noise="compat", x_T=golden_x_init(meta))
     assert (out - data["x_final"]).abs().max() <= TOL
 
 
