@@ -78,7 +78,7 @@ def sigma_y_tensor(sigma_y, operator: LinearOperator, batch: int, device) -> tor
     except RuntimeError:
         raise ValueError(f"sigma_y of shape {tuple(sy.shape)} is neither a float, a per-sample ({batch},) tensor, nor "
                          f"broadcastable to y's shape {(batch, *operator.y_shape)}") from None
-    return full.reshape(batch, operator.m)
+    return full.reshape(batch, operator.m).contiguous()  # the kernels read it densely
 
 
 def _measurements(y, operator: LinearOperator) -> torch.Tensor:

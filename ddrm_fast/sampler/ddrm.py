@@ -42,7 +42,7 @@ class Walk(NamedTuple):
 @torch.no_grad()  # sampling never records autograd history, whatever the caller's mode or the model's parameters
 def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y, *, steps: int = 20,
                 eta: float = 0.85, eta_b: float = 1.0, schedule: Optional[torch.Tensor] = None,
-                generator: Generator = None, noise: str = "torch", backend: str = "reference",
+                generator: Generator = None, noise: str = "torch", backend: str = "auto",
                 x_T: Optional[torch.Tensor] = None, callback: Optional[Callable[[dict], None]] = None,
                 progress: bool = False, model_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
                 compile: Union[bool, str] = False, cuda_graph: bool = False) -> torch.Tensor:
@@ -68,9 +68,10 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             ``generator``), generated inside the fused kernels, identical on every backend; ``"compat"``: the
             original DDRM's draws exactly (order and shapes), mapped into this operator's basis, so the same seed
             gives the original's numbers (needs an operator with an equivalent in the original code).
-        backend: ``"reference"`` (plain PyTorch over the SVD), ``"cpu"`` / ``"cuda"`` (compiled kernels),
-            ``"triton"``, or ``"auto"`` (the fastest available). Group operators (denoise, inpaint, block SR,
-            colorize) take the one-pass grouped step on the fused backends, the others the fused spectral step.
+        backend: ``"auto"`` (default: the fastest available: cuda, else triton on a GPU; cpu on the CPU),
+            ``"reference"`` (plain PyTorch over the SVD, the oracle every backend is tested against), ``"cpu"`` /
+            ``"cuda"`` (compiled kernels) or ``"triton"``. Group operators (denoise, inpaint, block SR, colorize)
+            take the one-pass grouped step on the fused backends, the others the fused spectral step.
         x_T: the initial standard-normal draw, (B, C, H, W), read in the layout ``noise`` draws in; drawn if None.
         callback: called after every step with a dict: ``i``, ``t``, ``t_next``, ``x`` (x_{t'}), ``x0`` (prediction).
         progress: show a progress bar over the steps.
