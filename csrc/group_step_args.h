@@ -33,7 +33,7 @@ inline std::tuple<at::Tensor, at::Tensor> prepare_group_step(
     GroupStepArgs& a, const at::Tensor& x, const at::Tensor& eps, const at::Tensor& y, const at::Tensor& weights,
     const c10::optional<at::Tensor>& observed, const at::Tensor& sigma_y, const at::Tensor& coef,
     const c10::optional<at::Tensor>& z, const c10::optional<at::Tensor>& seeds, int64_t offset,
-    at::IntArrayRef group_shape, double eta, double eta_b, bool want_x0) {
+    at::IntArrayRef group_shape, double eta, double eta_b, bool want_x0, bool clip_x0) {
   TORCH_CHECK(x.dim() == 4, "x must be (B, C, H, W), got ", x.sizes());
   const at::Device dev = x.device();
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -96,6 +96,7 @@ inline std::tuple<at::Tensor, at::Tensor> prepare_group_step(
   a.B = B; a.C = C; a.H = H; a.W = W;
   a.cg = static_cast<int>(cg); a.rh = static_cast<int>(rh); a.rw = static_cast<int>(rw);
   a.eta = static_cast<float>(eta); a.eta_b = static_cast<float>(eta_b);
+  a.clip_x0 = clip_x0;
   return {out, x0};
 }
 

@@ -35,12 +35,12 @@ std::tuple<at::Tensor, at::Tensor> group_step_op(const at::Tensor& x, const at::
                                                  const c10::optional<at::Tensor>& z,
                                                  const c10::optional<at::Tensor>& seeds, int64_t offset,
                                                  at::IntArrayRef group_shape, double eta, double eta_b,
-                                                 bool want_x0) {
+                                                 bool want_x0, bool clip_x0) {
   Device::check(x, "x");
   const typename Device::Guard guard(x.device());
   GroupStepArgs a{};
   auto result = prepare_group_step(a, x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta,
-                                   eta_b, want_x0);
+                                   eta_b, want_x0, clip_x0);
   Device::run(a);
   return result;
 }

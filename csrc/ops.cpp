@@ -31,8 +31,8 @@ struct Cpu {
 TORCH_LIBRARY(ddrm_fast, m) {
   m.def(
       "group_step(Tensor x, Tensor eps, Tensor y, Tensor weights, Tensor? observed, Tensor sigma_y, Tensor coef, "
-      "Tensor? z, Tensor? seeds, int offset, int[] group_shape, float eta, float eta_b, bool want_x0) "
-      "-> (Tensor, Tensor)");
+      "Tensor? z, Tensor? seeds, int offset, int[] group_shape, float eta, float eta_b, bool want_x0, "
+      "bool clip_x0=False) -> (Tensor, Tensor)");
   m.def(
       "spectral_step(Tensor xbar, Tensor epsbar, Tensor? z, Tensor uty, Tensor s, Tensor sigma_y, Tensor coef, "
       "float eta, float eta_b, float eta_c, bool legacy_zero_singulars, Tensor? seeds=None, int offset=0) "

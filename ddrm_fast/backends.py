@@ -27,8 +27,8 @@ class Backend(NamedTuple):
     #: (xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c=None, legacy_zero_singulars=False, seeds=None,
     #: offset=0) -> (sqrt(abar') new, x0bar)
     spectral_step: Callable
-    #: (x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0=False)
-    #: -> (x_{t'}, x0)
+    #: (x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0=False,
+    #: clip_x0=False) -> (x_{t'}, x0)
     group_step: Callable
     #: takes the one-pass group step for group operators (the reference goes through their explicit SVD)
     fused: bool

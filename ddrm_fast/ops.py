@@ -69,7 +69,7 @@ def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: Optional[torch.Te
 if _C is not None:
     @torch.library.register_fake("ddrm_fast::group_step")
     def _group_step_fake(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b,
-                         want_x0):
+                         want_x0, clip_x0=False):
         # float32 outputs laid out like x; x0 is empty unless asked for
         check_same_device(dict(x=x, eps=eps, y=y, weights=weights, observed=observed, sigma_y=sigma_y, coef=coef, z=z,
                                seeds=seeds))
@@ -80,9 +80,9 @@ if _C is not None:
 def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, z: Optional[torch.Tensor],
                seeds: Optional[torch.Tensor], offset: int, group_shape, eta: float, eta_b: float,
-               want_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+               want_x0: bool = False, clip_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """The compiled :func:`ddrm_fast.reference.group_step`: one read of x_t and eps, one write of x_{t'}. Arguments
-    in the order of the op schema.
+    in the order of the op schema; ``clip_x0`` clamps x0 to [-1, 1] (eps made consistent with it) in the same pass.
 
     x, eps: (B, C, H, W) float32/float16/bfloat16, any strides (eps may be the first C channels of a 2C output).
     y: (B, G) float32; weights (n,); observed (1|B, G) or None; sigma_y (1|B, 1|G); coef (4,).
@@ -93,4 +93,5 @@ def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: tor
     if _C is None:
         raise RuntimeError(f"ddrm_fast._C is not available: {_EXT_ERROR}")
     return torch.ops.ddrm_fast.group_step(x, eps, y, weights, observed, sigma_y, coef, z, seeds, int(offset),
-                                          [int(v) for v in group_shape], float(eta), float(eta_b), bool(want_x0))
+                                          [int(v) for v in group_shape], float(eta), float(eta_b), bool(want_x0),
+                                          bool(clip_x0))

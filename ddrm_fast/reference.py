@@ -17,7 +17,7 @@ import torch
 from .operators.group import gather_groups, scatter_groups
 
 __all__ = ["step_coefficients", "initial_coefficients", "initial_spectral", "spectral_step", "group_step",
-           "philox_normal"]
+           "clipped_prediction", "philox_normal"]
 
 
 def step_coefficients(abar: torch.Tensor, seq, seq_next) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -105,10 +105,23 @@ def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: Optional[torch.Te
     return sqan * torch.cat([head, new[:, m:]], dim=1), x0bar
 
 
+def clipped_prediction(x: torch.Tensor, eps: torch.Tensor, coef: torch.Tensor,
+                       clip_x0: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(x0, eps) from x_t and eps (float32): with ``clip_x0``, x0 clamped to [-1, 1] and eps made consistent with it,
+    eps' = (x_t - sqrt(abar) x0) / sqrt(1 - abar) (DDPM's clip_denoised; docs/ddrm.md, "Clipping x0")."""
+    sqa, sq1m = coef[0], coef[1]
+    x, eps = x.float(), eps.float()
+    x0 = (x - sq1m * eps) / sqa
+    if not clip_x0:
+        return x0, eps
+    x0 = x0.clamp(-1, 1)
+    return x0, (x - sqa * x0) / sq1m
+
+
 def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, z: Optional[torch.Tensor],
                seeds: Optional[torch.Tensor], offset: int, group_shape, eta: float, eta_b: float,
-               want_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+               want_x0: bool = False, clip_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """One DDRM step for a rank-one-per-group operator in pixel space, with no explicit V (docs/ddrm.md,
     "Rank one per group"): per group g, with v = k/|k| and s = |k| observed_g,
     new_g = P(x0_g + sqrt(1-eta^2) sigma' eps_g + eta sigma' z_g) + v new_1, P w = w - v (v . w),
@@ -121,6 +134,8 @@ def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: tor
         sigma_y: (1|B, 1|G); coef as for :func:`spectral_step`.
         z: (B, C, H, W) noise, or None: the Philox stream of ``seeds`` (B,) at ``offset`` in image layout.
         group_shape: (cg, rh, rw). want_x0: also return x0 (else an empty tensor in its place).
+        clip_x0: clamp x0 to [-1, 1] and take eps' = (x_t - sqrt(abar) x0) / sqrt(1 - abar) (docs/ddrm.md,
+            "Clipping x0").
     Returns:
         (x_{t'}, x0), float32 (B, C, H, W).
     """
@@ -135,8 +150,8 @@ def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: tor
     def groups(t):
         return gather_groups(t.float(), shape, group_shape)
 
-    x0 = (groups(x) - sq1m * groups(eps)) / sqa
-    e, zz = groups(eps), groups(z)
+    x0, e = clipped_prediction(groups(x), groups(eps), coef, clip_x0)
+    zz = groups(z)
     wv = x0 + (1 - eta * eta) ** 0.5 * sn * e + eta * sn * zz  # case 3 for every direction
     s = k_norm * (observed.float() if observed is not None else torch.ones_like(y[:1]))
     # the measured coordinate along v; its case 3 is w's own component w_1 = v . w

@@ -28,7 +28,20 @@ struct GroupStepArgs {
   int64_t B, C, H, W;
   int cg, rh, rw;
   float eta, eta_b;
+  bool clip_x0;                                   // clamp x0 to [-1, 1], eps made consistent with it
 };
+
+// x0 from x_t and eps (eps in, the eps the step uses out): with clip_x0, x0 clamped to [-1, 1] and
+// eps' = (x_t - sqrt(abar) x0) / sqrt(1 - abar), so the step is the one for the clamped prediction (DDPM's
+// clip_denoised; docs/ddrm.md, "Clipping x0").
+DDRM_HD float predict_x0(float xv, float& ev, float sqa, float sq1m, bool clip_x0) {
+  float x0v = (xv - sq1m * ev) / sqa;
+  if (clip_x0) {
+    x0v = fminf(fmaxf(x0v, -1.0f), 1.0f);
+    ev = (xv - sqa * x0v) / sq1m;
+  }
+  return x0v;
+}
 
 // The measured coordinate of group g of sample b, from the group's dot products with v (x0, eps, z): its three-case
 // update minus its case 3 (w's own component w1). Every backend adds v times this to w, in every group layout.
@@ -50,7 +63,7 @@ DDRM_HD void group_element(const GroupStepArgs& a, int64_t b, int64_t cy, int64_
   h = i * a.rh + (t / a.rw) % a.rh;
   w = j * a.rw + t % a.rw;
   ev = to_float(static_cast<const TE*>(a.eps)[a.es.at(b, c, h, w)]);
-  x0v = (to_float(static_cast<const TX*>(a.x)[a.xs.at(b, c, h, w)]) - sq1m * ev) / sqa;
+  x0v = predict_x0(to_float(static_cast<const TX*>(a.x)[a.xs.at(b, c, h, w)]), ev, sqa, sq1m, a.clip_x0);
   zv = a.z ? a.z[a.zs.at(b, c, h, w)] : philox_normal(seed, a.offset, (c * a.H + h) * a.W + w);
 }
 

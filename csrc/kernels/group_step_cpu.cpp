@@ -44,7 +44,7 @@ static void run(const GroupStepArgs& a, int64_t r0, int64_t r1) {
       float d_x0 = 0.f, d_eps = 0.f, d_z = 0.f;
       for (t = 0; t < n; ++t) {
         eb[t] = to_float(e[oe[t] + de]);
-        x0b[t] = (to_float(x[ox[t] + dx]) - sq1m * eb[t]) / sqa;
+        x0b[t] = predict_x0(to_float(x[ox[t] + dx]), eb[t], sqa, sq1m, a.clip_x0);
         zb[t] = a.z ? a.z[oz[t] + dz] : philox_normal(seed, a.offset, static_cast<uint64_t>(el[t] + j * a.rw));
         d_x0 += v[t] * x0b[t];
         d_eps += v[t] * eb[t];

@@ -40,7 +40,7 @@ __global__ void group_step_fixed(GroupStepArgs a, int64_t gc, int64_t gh, int64_
     const int c = cy * CG + t / (RH * RW), h = (int)i * RH + (t / RW) % RH, w = (int)j * RW + t % RW;
     v[t] *= inv_k;
     eb[t] = to_float(es[c * (int)a.es.c + h * (int)a.es.h + w * (int)a.es.w]);
-    x0b[t] = (to_float(xs[c * (int)a.xs.c + h * (int)a.xs.h + w * (int)a.xs.w]) - sq1m * eb[t]) / sqa;
+    x0b[t] = predict_x0(to_float(xs[c * (int)a.xs.c + h * (int)a.xs.h + w * (int)a.xs.w]), eb[t], sqa, sq1m, a.clip_x0);
     zb[t] = zs ? zs[c * (int)a.zs.c + h * (int)a.zs.h + w * (int)a.zs.w]
                : philox_normal(seed, a.offset, (uint64_t)((c * (int)a.H + h) * (int)a.W + w));
     d_x0 += v[t] * x0b[t];

@@ -45,7 +45,7 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
                 generator: Generator = None, noise: str = "torch", backend: str = "auto",
                 x_T: Optional[torch.Tensor] = None, callback: Optional[Callable[[dict], None]] = None,
                 progress: bool = False, model_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
-                compile: Union[bool, str] = False, cuda_graph: bool = False) -> torch.Tensor:
+                compile: Union[bool, str] = False, cuda_graph: bool = False, clip_x0: bool = False) -> torch.Tensor:
     """Restore images from y = H x + z with DDRM (Kawar et al. 2022); returns the restored batch (B, C, H, W).
 
     Runs under ``torch.no_grad()``: no autograd history is recorded, whatever the caller's mode. Arguments it cannot
@@ -91,6 +91,9 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             ``callback`` or ``progress``. :func:`clear_graphs` frees the graphs. With
             ``noise="torch"``/``"compat"`` every step's noise is drawn before the replay (one image-sized buffer
             per step and sample); ``noise="philox"`` is generated inside the fused kernels and needs none.
+        clip_x0: clamp each step's x0 prediction to [-1, 1] and use the eps consistent with it (DDPM's
+            ``clip_denoised``; docs/ddrm.md, "Clipping x0"): inside the one-pass group step, in pixel space before
+            V^T on the spectral path; every backend equals the reference. Off by default, as in the original.
     """
     call = check_call(model, y, operator, sigma_y, steps=steps, eta=eta, eta_b=eta_b, schedule=schedule,
                       generator=generator, noise=noise, noise_kinds=NOISE_SOURCES, backend=backend, x_T=x_T,
@@ -107,22 +110,22 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
     if cuda_graph:  # a graph reads its inputs from fixed buffers: owned copies, never the caller's tensors
         uty, sy = uty.clone(), sy.clone()
         seeds, z0 = (None if seeds is None else seeds.clone()), (None if z0 is None else z0.clone())
-    step = build_step(call.backend, operator, uty, sy, seeds, walk.init_coef, owned=cuda_graph)
+    step = build_step(call.backend, operator, uty, sy, seeds, walk.init_coef, owned=cuda_graph, clip_x0=clip_x0)
 
     def loop(z_init: Optional[torch.Tensor], noise_at: Callable[[int], Optional[torch.Tensor]]) -> torch.Tensor:
-        return _loop(net, step, walk, call, operator.image_shape[0], z_init, noise_at, callback, progress)
+        return _loop(net, step, walk, call, operator.image_shape[0], z_init, noise_at, callback, progress, clip_x0)
 
     if not cuda_graph:
         return loop(z0, source.step)
     key = (id(model), step.graph_key, tuple(call.y.shape), tuple(sy.shape), tuple(call.seq), call.eta, call.eta_b,
            noise, call.backend.name, model_dtype, channels_last, mode, str(call.device),
-           hash(call.betas.double().cpu().numpy().tobytes()))
+           hash(call.betas.double().cpu().numpy().tobytes()), bool(clip_x0))
     return _replay(key, (model,) + step.owners, step, source, dict(uty=uty, sy=sy, seeds=seeds, z0=z0), loop,
                    call.device, len(walk.rev))
 
 
 def _loop(net: Model, step: Step, walk: Walk, call: Call, channels: int, z_init, noise_at, callback,
-          progress: bool) -> torch.Tensor:
+          progress: bool, clip_x0: bool) -> torch.Tensor:
     """The sampling loop: model, then one fused step, no host syncs. Only x_t lives across the model call; x_t, eps
     and x_{t'} (and drawn noise) across the step."""
     x = step.initial(z_init)
@@ -131,7 +134,7 @@ def _loop(net: Model, step: Step, walk: Walk, call: Call, channels: int, z_init,
         x_next = step.advance(x, eps, noise_at(i), walk.coef[i], call.eta, call.eta_b, i)
         if callback is not None:
             callback({"i": i, "t": walk.rev[i], "t_next": walk.rev_next[i], "x": x_next,
-                      "x0": (x - walk.coef[i, 1] * eps.float()) / walk.coef[i, 0]})
+                      "x0": reference.clipped_prediction(x, eps, walk.coef[i], clip_x0)[0]})
         x = x_next
         del eps, x_next
     return x

@@ -33,15 +33,16 @@ class Step(NamedTuple):
 
 
 def build_step(backend: Backend, operator: LinearOperator, uty: torch.Tensor, sigma_y: torch.Tensor,
-               seeds: Optional[torch.Tensor], init_coef: torch.Tensor, owned: bool) -> Step:
+               seeds: Optional[torch.Tensor], init_coef: torch.Tensor, owned: bool, clip_x0: bool = False) -> Step:
     """The step for ``operator`` on ``backend``; ``uty`` (B, m) and ``sigma_y`` are read at every step. ``owned``:
-    the operator's tensors are copied (a captured graph reads them as inputs)."""
+    the operator's tensors are copied (a captured graph reads them as inputs). ``clip_x0``: x0 clamped to [-1, 1]
+    with eps consistent with it, inside the one-pass step, or in pixel space before V^T on the spectral path."""
     if isinstance(operator, GroupOperator) and backend.fused:
-        return _group_step(backend, operator, uty, sigma_y, seeds, init_coef, owned)
-    return _spectral_step(backend, operator, uty, sigma_y, seeds, init_coef)
+        return _group_step(backend, operator, uty, sigma_y, seeds, init_coef, owned, clip_x0)
+    return _spectral_step(backend, operator, uty, sigma_y, seeds, init_coef, clip_x0)
 
 
-def _group_step(backend, operator: GroupOperator, uty, sigma_y, seeds, init_coef, owned: bool) -> Step:
+def _group_step(backend, operator: GroupOperator, uty, sigma_y, seeds, init_coef, owned: bool, clip_x0: bool) -> Step:
     device = uty.device
     obs = operator.observed.to(device) if operator.observed is not None else None
     k = operator.weights.to(device)
@@ -49,20 +50,20 @@ def _group_step(backend, operator: GroupOperator, uty, sigma_y, seeds, init_coef
         obs, k = (None if obs is None else obs.clone()), k.clone()
     image = (uty.shape[0], *operator.image_shape)
 
-    def advance(x, eps, z, cf, eta, eta_b, offset):
+    def advance(x, eps, z, cf, eta, eta_b, offset, clip=clip_x0):
         return backend.group_step(x, eps, uty, k, obs, sigma_y, cf, z, seeds, offset, operator.group_shape, eta,
-                                  eta_b)[0]
+                                  eta_b, False, clip)[0]
 
     def initial(z):  # x_t and eps are zero: their buffer lives for this call only
         zeros = torch.zeros(image, device=device)
-        return advance(zeros, zeros, z, init_coef, 1.0, 1.0, INIT_OFFSET)
+        return advance(zeros, zeros, z, init_coef, 1.0, 1.0, INIT_OFFSET, clip=False)
 
     key = (type(operator).__name__, operator.image_shape, tuple(operator.group_shape),
            None if obs is None else tuple(obs.shape))
     return Step(initial, advance, key, (), {"k": k, "obs": obs})
 
 
-def _spectral_step(backend, operator: LinearOperator, uty, sigma_y, seeds, init_coef) -> Step:
+def _spectral_step(backend, operator: LinearOperator, uty, sigma_y, seeds, init_coef, clip_x0: bool) -> Step:
     device, batch = uty.device, uty.shape[0]
     image = (batch, *operator.image_shape)
     s = operator.singulars().to(device).float().reshape(-1, operator.m)
@@ -79,6 +80,8 @@ def _spectral_step(backend, operator: LinearOperator, uty, sigma_y, seeds, init_
                                                 eta, False, seeds, offset)[0]).reshape(image)
 
     def advance(x, eps, z, cf, eta, eta_b, offset):
+        if clip_x0:  # in pixel space: the eps of the clamped x0
+            eps = reference.clipped_prediction(x, eps, cf, True)[1]
         return spectral(operator.Vt(x), operator.Vt(eps.float()), z, cf, eta, eta_b, offset)
 
     def initial(z):

@@ -22,7 +22,7 @@ def _group_step_kernel(x_ptr, sxb, sxc, sxh, sxw, e_ptr, seb, sec, seh, sew, z_p
                        out_ptr, sob, soc, soh, sow, x0_ptr, s0b, s0c, s0h, s0w,
                        GC, GH, GW, H, W, eta, eta_b,
                        CG: tl.constexpr, RH: tl.constexpr, RW: tl.constexpr, NP: tl.constexpr, HAS_Z: tl.constexpr,
-                       HAS_OBS: tl.constexpr, WANT_X0: tl.constexpr, BLOCK: tl.constexpr):
+                       HAS_OBS: tl.constexpr, WANT_X0: tl.constexpr, CLIP_X0: tl.constexpr, BLOCK: tl.constexpr):
     # program = (a block of group columns, one group row i, one (sample, channel group)): no index divisions per
     # element; the tile is (BLOCK groups, NP >= n pixels), loaded once and reduced along the group.
     j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -55,6 +55,9 @@ def _group_step_kernel(x_ptr, sxb, sxc, sxh, sxw, e_ptr, seb, sec, seh, sew, z_p
         seed = tl.load(seeds_ptr + b)
         zv = philox_normal(seed, off_lo, off_hi, ((c * H + h)[None, :] * W + w).to(tl.uint32))
     x0 = (xv - sq1m * ev) / sqa
+    if CLIP_X0:  # the clamped prediction, eps consistent with it (predict_x0 in csrc/kernels/group_step.h)
+        x0 = tl.minimum(tl.maximum(x0, -1.0), 1.0)
+        ev = (xv - sqa * x0) / sq1m
     d_x0 = tl.sum(v * x0, axis=1)
     d_e = tl.sum(v * ev, axis=1)
     d_z = tl.sum(tl.where(mask, v * zv, 0.0), axis=1)
@@ -76,7 +79,8 @@ def _group_step_kernel(x_ptr, sxb, sxc, sxh, sxw, e_ptr, seb, sec, seh, sew, z_p
         tl.store(x0_ptr + b * s0b + (c * s0c + h * s0h)[None, :] + w * s0w, x0, mask=mask)
 
 
-def _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0):
+def _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0,
+            clip_x0=False):
     B, C, H, W = x.shape
     cg, rh, rw = group_shape
     GC, GH, GW = C // cg, H // rh, W // rw
@@ -97,7 +101,7 @@ def _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group
         out, *out.stride(), x0 if want_x0 else out, *(x0.stride() if want_x0 else (0,) * 4),
         GC, GH, GW, H, W, float(eta), float(eta_b),
         CG=cg, RH=rh, RW=rw, NP=npow, HAS_Z=z is not None, HAS_OBS=observed is not None, WANT_X0=want_x0,
-        BLOCK=block)
+        CLIP_X0=bool(clip_x0), BLOCK=block)
     return out, x0
 
 
@@ -130,23 +134,26 @@ def _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_
 def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, z: Optional[torch.Tensor],
                seeds: Optional[torch.Tensor], offset: int, group_shape: List[int], eta: float, eta_b: float,
-               want_x0: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+               want_x0: bool, clip_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """Triton :func:`ddrm_fast.reference.group_step` (arguments as :func:`ddrm_fast.ops.group_step`)."""
     _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape)
-    return _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0)
+    return _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0,
+                   clip_x0)
 
 
 @group_step.register_kernel("cpu")
-def _group_step_cpu(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0):
+def _group_step_cpu(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0,
+                    clip_x0=False):
     # CPU tensors only under the Triton interpreter (tests); the compiled C++ op is the CPU backend
     if not interpreting():
         raise RuntimeError("ddrm_fast_triton ops run on CUDA, or on the CPU with TRITON_INTERPRET=1")
     _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape)
-    return _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0)
+    return _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0,
+                   clip_x0)
 
 
 @group_step.register_fake
-def _(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0):
+def _(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0, clip_x0=False):
     check_same_device(dict(x=x, eps=eps, y=y, weights=weights, observed=observed, sigma_y=sigma_y, coef=coef, z=z,
                            seeds=seeds))
     out = torch.empty_like(x, dtype=torch.float32)

@@ -25,8 +25,8 @@ def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: Optional[torch.Te
 def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, z: Optional[torch.Tensor],
                seeds: Optional[torch.Tensor], offset: int, group_shape, eta: float, eta_b: float,
-               want_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+               want_x0: bool = False, clip_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """Triton :func:`ddrm_fast.ops.group_step` (same arguments, same numbers)."""
     return torch.ops.ddrm_fast_triton.group_step(x, eps, y, weights, observed, sigma_y, coef, z, seeds, int(offset),
                                                  [int(v) for v in group_shape], float(eta), float(eta_b),
-                                                 bool(want_x0))
+                                                 bool(want_x0), bool(clip_x0))

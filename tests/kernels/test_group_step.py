@@ -70,6 +70,41 @@ def test_matches_reference(backend, device, name, b, dtype, layout):
         assert out.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("name", ["denoise", "inpaint", "sr3", "sr9", "sr2_masked", "color"])
+@pytest.mark.parametrize("dtype,layout", [(torch.float32, "contiguous"), (torch.bfloat16, "channels_last")])
+def test_clip_x0_matches_reference(backend, device, name, dtype, layout):
+    op = _ops(2)[name]
+    t = _case(op, 2, dtype, layout, device)
+    group = get(backend).group_step
+    args = (t["x"], t["eps"], t["y"], t["weights"], t["observed"], t["sigma_y"], t["coef"], t["z"], None, 0,
+            op.group_shape, 0.85, 0.7)
+    out, x0 = group(*args, want_x0=True, clip_x0=True)
+    want, want_x0 = R.group_step(*[a.cpu() if isinstance(a, torch.Tensor) else a for a in args], want_x0=True,
+                                 clip_x0=True)
+    assert _rel(out, want) <= 1e-5 and _rel(x0, want_x0) <= 1e-5
+    assert x0.abs().max() <= 1 and not torch.allclose(out, group(*args)[0])  # the clamp bit and changed the step
+
+
+def test_reference_clip_is_the_pixel_space_clamp():
+    """Clipping inside the step equals clamping x0 in pixel space, solving for eps, and stepping without it: the
+    one-pass form and the explicit SVD step alike."""
+    for name, op in _ops(2).items():
+        t = _case(op, 2, torch.float32, "contiguous", "cpu")
+        sqa, sq1m = t["coef"][0], t["coef"][1]
+        x0 = ((t["x"] - sq1m * t["eps"]) / sqa).clamp(-1, 1)
+        eps = (t["x"] - sqa * x0) / sq1m
+        rest = (t["y"], t["weights"], t["observed"], t["sigma_y"], t["coef"], t["z"], None, 0, op.group_shape, 0.85,
+                0.7)
+        clipped = R.group_step(t["x"], t["eps"], *rest, want_x0=True, clip_x0=True)
+        direct = R.group_step(t["x"], eps, *rest, want_x0=True)
+        assert torch.allclose(clipped[0], direct[0], atol=1e-5) and torch.allclose(clipped[1], x0, atol=1e-6), name
+        s = op.singulars().reshape(-1, op.m)
+        spec, _ = R.spectral_step(op.Vt(t["x"]), op.Vt(eps), op.Vt(t["z"]), t["y"], s, t["sigma_y"], t["coef"], 0.85,
+                                  0.7)
+        assert torch.allclose(op.V(spec).view_as(direct[0]), clipped[0], atol=2e-5), name
+
+
 def test_reference_group_step_is_the_svd_step():
     """The spec's claim: the one-pass form equals the explicit-SVD step when zbar = V^T z."""
     for name, op in _ops(2).items():
