@@ -16,6 +16,8 @@ Quirks kept on purpose (the ``ddrm_fast.operators`` classes are the correct vers
 from __future__ import annotations
 
 import functools
+import math
+import re
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -32,7 +34,7 @@ from .schedules import abar_table
 
 __all__ = ["H_functions", "GeneralH", "Inpainting", "Denoising", "SuperResolution", "Colorization",
            "WalshHadamardCS", "SRConv", "Deblurring", "Deblurring2D", "efficient_generalized_steps", "equivalent",
-           "CompatNoise"]
+           "CompatNoise", "runner_operator", "check_runner_degradation"]
 
 
 def _svd(mat: torch.Tensor):
@@ -650,3 +652,72 @@ def _compat_noise(request: NoiseRequest) -> CompatNoise:
 
 
 register_noise("compat", _compat_noise)
+
+
+# --- the original runner's degradations (runners/diffusion.py), by its --deg names ----------------------------------
+def _bicubic_kernel(factor: int) -> torch.Tensor:
+    """The original's bicubic downsampling kernel (a = -0.5, 4 * factor taps), normalised, float32."""
+    def cubic(x: float, a: float = -0.5) -> float:
+        x = abs(x)
+        if x <= 1:
+            return (a + 2) * x**3 - (a + 3) * x**2 + 1
+        if x < 2:
+            return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+        return 0.0
+
+    taps = torch.tensor([cubic((i - (factor * 4) // 2 + 0.5) / factor) for i in range(factor * 4)],
+                        dtype=torch.float64)
+    return (taps / taps.sum()).float()
+
+
+def _gaussian_taps(sigma: float, half: int) -> torch.Tensor:
+    """exp(-x^2 / (2 sigma^2)) at x = -half..half, float32 (normalised by the caller, as the original does)."""
+    return torch.tensor([math.exp(-0.5 * (x / sigma) ** 2) for x in range(-half, half + 1)], dtype=torch.float32)
+
+
+RUNNER_DEGRADATIONS = re.compile(r"^(deno|inp|inp_lolcat|inp_lorem|sr[1-9]\d*|sr_bicubic[1-9]\d*|deblur_uni|"
+                                 r"deblur_gauss|deblur_aniso|color|cs[1-9]\d*)$")
+
+
+def check_runner_degradation(deg: str, mask_given: bool) -> None:
+    """A ValueError unless ``deg`` is one of the original runner's --deg values (with its mask when it needs one)."""
+    if not RUNNER_DEGRADATIONS.match(deg):
+        raise ValueError(f"--deg {deg!r}: not a degradation of the original runner (deno, inp, inp_lolcat, "
+                         f"inp_lorem, srN, sr_bicubicN, deblur_uni, deblur_gauss, deblur_aniso, color, csN)")
+    if deg in ("inp_lolcat", "inp_lorem") and not mask_given:
+        raise ValueError(f"--deg {deg} needs its mask file (--mask)")
+
+
+def runner_operator(deg: str, channels: int, image_size: int, device, mask: Optional[torch.Tensor] = None):
+    """The ``H_functions`` the original runner builds for ``--deg`` (deno, inp, inp_lolcat, inp_lorem, srN,
+    sr_bicubicN, deblur_uni, deblur_gauss, deblur_aniso, color, csN), drawing from torch's global generator where the
+    original does (the random half of the pixels of ``inp``, the permutation of ``csN``). ``mask`` (image_size^2
+    values, 0 = missing) is the mask file of ``inp_lolcat`` / ``inp_lorem``."""
+    s = image_size
+    if deg.startswith("cs") and deg[2:].isdigit():
+        return WalshHadamardCS(channels, s, int(deg[2:]), torch.randperm(s**2, device=device), device)
+    if deg in ("inp", "inp_lolcat", "inp_lorem"):
+        if deg == "inp":
+            missing_r = torch.randperm(s**2)[: s**2 // 2].to(device).long() * 3
+        else:
+            missing_r = torch.nonzero(mask.to(device).reshape(-1) == 0).long().reshape(-1) * 3
+        missing = torch.cat([missing_r, missing_r + 1, missing_r + 2], dim=0)
+        return Inpainting(channels, s, missing, device)
+    if deg == "deno":
+        return Denoising(channels, s, device)
+    if deg.startswith("sr_bicubic") and deg[10:].isdigit():
+        kernel = _bicubic_kernel(int(deg[10:])).to(device)
+        return SRConv(kernel / kernel.sum(), channels, s, device, stride=int(deg[10:]))
+    if deg == "deblur_uni":
+        return Deblurring(torch.tensor([1 / 9] * 9, device=device), channels, s, device)
+    if deg == "deblur_gauss":
+        kernel = _gaussian_taps(10, 2).to(device)
+        return Deblurring(kernel / kernel.sum(), channels, s, device)
+    if deg == "deblur_aniso":
+        k2, k1 = _gaussian_taps(20, 4).to(device), _gaussian_taps(1, 4).to(device)
+        return Deblurring2D(k1 / k1.sum(), k2 / k2.sum(), channels, s, device)
+    if deg.startswith("sr") and deg[2:].isdigit():
+        return SuperResolution(channels, s, int(deg[2:]), device)
+    if deg == "color":
+        return Colorization(s, device)
+    raise AssertionError(deg)  # check_runner_degradation lets through only the names above

@@ -16,7 +16,8 @@ import torch
 
 from .files import atomic_write, open_regular
 
-__all__ = ["read_image", "read_mask", "image_size", "to_uint8", "write_png", "read_png_info", "PNG_KEY"]
+__all__ = ["read_image", "read_mask", "image_size", "to_uint8", "write_png", "write_png_uint8", "read_png_info",
+           "PNG_KEY"]
 
 PNG_KEY = "ddrm-fast"  # the text chunk of the PNGs this package writes
 
@@ -96,12 +97,17 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 def write_png(x: torch.Tensor, path: str, info: Optional[dict] = None) -> None:
     """Write (C, H, W) in [-1, 1] as PNG, atomically (a temporary in the same folder, then a rename), marked as
     written by ddrm-fast with ``info`` (JSON-serialisable) in its text chunk."""
+    write_png_uint8(to_uint8(x), path, info)
+
+
+def write_png_uint8(pixels: np.ndarray, path: str, info: Optional[dict] = None) -> None:
+    """:func:`write_png` of pixels already quantised: (H, W) or (H, W, C) uint8."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     meta = PngInfo()
     meta.add_text(PNG_KEY, json.dumps(dict(info or {})))
-    image = Image.fromarray(to_uint8(x))
+    image = Image.fromarray(pixels)
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=meta))
 
 

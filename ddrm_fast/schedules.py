@@ -11,7 +11,7 @@ from typing import List
 
 import torch
 
-__all__ = ["linear_betas", "cosine_betas", "abar_table", "ddrm_timesteps", "get_betas"]
+__all__ = ["linear_betas", "cosine_betas", "abar_table", "ddrm_timesteps", "get_betas", "runner_betas"]
 
 
 def linear_betas(num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -47,6 +47,28 @@ def get_betas(name: str, num_timesteps: int = 1000) -> torch.Tensor:
     if name == "cosine":
         return cosine_betas(num_timesteps)
     raise ValueError(f"schedule must be 'linear' or 'cosine', got {name!r}")
+
+
+def runner_betas(beta_schedule: str, beta_start: float, beta_end: float, num_diffusion_timesteps: int) -> torch.Tensor:
+    """The betas of an original DDRM/DDIM config's ``diffusion`` section (``linear``, ``quad``, ``const``, ``jsd``,
+    ``sigmoid``), computed in float64 and returned as float32 as the original runner does."""
+    n = int(num_diffusion_timesteps)
+    if n < 1:
+        raise ValueError(f"num_diffusion_timesteps must be >= 1, got {num_diffusion_timesteps}")
+    start, end = float(beta_start), float(beta_end)
+    if beta_schedule == "linear":
+        betas = torch.linspace(start, end, n, dtype=torch.float64)
+    elif beta_schedule == "quad":
+        betas = torch.linspace(start**0.5, end**0.5, n, dtype=torch.float64) ** 2
+    elif beta_schedule == "const":
+        betas = torch.full((n,), end, dtype=torch.float64)
+    elif beta_schedule == "jsd":  # 1/T, 1/(T-1), ..., 1
+        betas = 1.0 / torch.linspace(n, 1, n, dtype=torch.float64)
+    elif beta_schedule == "sigmoid":
+        betas = torch.sigmoid(torch.linspace(-6, 6, n, dtype=torch.float64)) * (end - start) + start
+    else:
+        raise ValueError(f"beta_schedule must be linear, quad, const, jsd or sigmoid, got {beta_schedule!r}")
+    return betas.float()
 
 
 def abar_table(betas: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,9 @@ from .args import Parser
 
 def commands() -> dict:
     """name -> the command's module: each has ``add_parser(sub)`` and ``main(args) -> exit code``."""
-    from . import bench, demo, restore, train
+    from . import bench, demo, original, restore, train
 
-    return {"demo": demo, "restore": restore, "train": train, "bench": bench}
+    return {"demo": demo, "restore": restore, "train": train, "bench": bench, "original": original}
 
 
 def build_parser() -> Parser:
