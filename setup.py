@@ -30,7 +30,9 @@ def _extensions():
     with_cuda = cuda_possible and mode != "0"
 
     sources = [f"{CSRC}/ops.cpp", f"{CSRC}/kernels/spectral_step_cpu.cpp", f"{CSRC}/kernels/group_step_cpu.cpp"]
-    cxx = ["-O3", "-std=c++17"]
+    # the CPU loops vectorise only when sqrtf need not set errno and a division may be computed where its result is
+    # not selected: the kernels read no errno and enable no floating-point traps
+    cxx = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math"]
     link = []
     if torch.backends.openmp.is_available():
         # at::parallel_for is an inline OpenMP template: without -fopenmp here it silently runs on one thread

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ddrm_fast import batch
 from ddrm_fast.imageio import write_png
-from ddrm_fast.cli.restore import add_speed_arguments, load_model, sampler_options
+from ddrm_fast.cli.restore import add_quality_arguments, add_speed_arguments, load_model, sampler_options
 from ddrm_fast.training import HELDOUT_PHOTOS, TRAIN_PHOTOS, skimage_photos
 
 
@@ -50,7 +50,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--out", default=None, help="Markdown file to append the table to (default: print only)")
-    add_speed_arguments(p)  # the options of `ddrm-fast restore`
+    add_quality_arguments(p)  # the options of `ddrm-fast restore`
+    add_speed_arguments(p)
     args = p.parse_args()
     device = torch.device(args.device)
     options = sampler_options(args, device)

@@ -139,7 +139,7 @@ def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: tor
     Returns:
         (x_{t'}, x0), float32 (B, C, H, W).
     """
-    sqa, sq1m, sn, sqan = coef[0], coef[1], coef[2], coef[3]
+    sn, sqan = coef[2], coef[3]
     shape = tuple(x.shape[1:])
     if z is None:
         z = philox_normal(seeds, offset, x[0].numel()).reshape(x.shape)

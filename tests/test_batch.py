@@ -241,11 +241,11 @@ def test_speed_options_reach_the_sampler(tmp_path):
     seen = []
 
     def sampler(*args, **kw):
-        seen.append({k: kw[k] for k in ("noise", "model_dtype", "channels_last", "compile")})
+        seen.append({k: kw[k] for k in ("noise", "model_dtype", "channels_last", "compile", "clip_x0")})
         return ddrm_sample(*args, **kw)
 
     inp = _dataset(tmp_path / "in", n=2)
-    opts = {"noise": "philox", "model_dtype": torch.bfloat16, "channels_last": True, "compile": False}
+    opts = {"noise": "philox", "model_dtype": torch.bfloat16, "channels_last": True, "compile": False, "clip_x0": True}
     _run(inp, tmp_path / "out", sampler=sampler, sampler_options=opts)
     assert seen == [opts]
     parse = build_parser().parse_args
@@ -254,10 +254,10 @@ def test_speed_options_reach_the_sampler(tmp_path):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert restore.sampler_options(args, cpu) == {"noise": "philox", "model_dtype": torch.float16,
                                                   "channels_last": False, "compile": "max-autotune-no-cudagraphs",
-                                                  "cuda_graph": False}
-    args = parse(["restore", "x.png", "-o", "o", "--task", "sr4"])
+                                                  "cuda_graph": False, "clip_x0": True}
+    args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--no-clip-x0"])
     assert restore.sampler_options(args, cpu) == {"noise": "torch", "model_dtype": None, "channels_last": False,
-                                                  "compile": False, "cuda_graph": False}
+                                                  "compile": False, "cuda_graph": False, "clip_x0": False}
     args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--cuda-graph"])
     assert restore.sampler_options(args, cuda)["cuda_graph"] is True
     with pytest.raises(ValueError, match="--cuda-graph needs a CUDA device"):

@@ -10,18 +10,20 @@ namespace ddrm {
 // (read only when `in_range`, i.e. the coordinate pairs with a measurement); sn = sigma'.
 DDRM_HD float ddrm_update(float x0, float eb, float zz, bool in_range, float s, float sy, float u, float sn,
                           float eta, float eta_b, float eta_c, bool legacy) {
+  // Every case is evaluated and one selected, with no branch: loops over elements vectorise, warps do not diverge.
   // case 3: unmeasured (or s sigma' == sigma_y): DDIM in this coordinate
-  float nw = x0 + sqrtf(1.0f - eta_c * eta_c) * sn * eb + eta_c * sn * zz;
-  if (in_range && (legacy || s > 0.0f)) {
-    const float s_sn = s * sn;
-    if (s_sn > sy) {  // case 1: noisier than y
-      const float r = eta_b * sy / s;
-      nw = eta_b * (u / s) + (1.0f - eta_b) * x0 + sqrtf(fmaxf(sn * sn - r * r, 0.0f)) * zz;
-    } else if (s_sn < sy) {  // case 2: less noisy than y
-      nw = x0 + sqrtf(1.0f - eta * eta) * sn * (u - s * x0) / sy + eta * sn * zz;
-    }
-  }
-  return nw;
+  const float nw3 = x0 + sqrtf(1.0f - eta_c * eta_c) * sn * eb + eta_c * sn * zz;
+  const bool measured = in_range && (legacy || s > 0.0f);
+  const float s_safe = s != 0.0f ? s : 1.0f, sy_safe = sy > 0.0f ? sy : 1.0f;
+  // case 1: noisier than y
+  const float r = eta_b * sy / s_safe;
+  const float d = sn * sn - r * r;  // (a comparison, not fmaxf, whose NaN rules keep loops from vectorising)
+  const float nw1 = eta_b * (u / s_safe) + (1.0f - eta_b) * x0 + sqrtf(d > 0.0f ? d : 0.0f) * zz;
+  // case 2: less noisy than y
+  const float nw2 = x0 + sqrtf(1.0f - eta * eta) * sn * (u - s * x0) / sy_safe + eta * sn * zz;
+  const float s_sn = s * sn;
+  const float nw = s_sn > sy ? nw1 : (s_sn < sy ? nw2 : nw3);
+  return measured ? nw : nw3;
 }
 
 }  // namespace ddrm

@@ -31,13 +31,16 @@ struct GroupStepArgs {
   bool clip_x0;                                   // clamp x0 to [-1, 1], eps made consistent with it
 };
 
+// v clamped to [-1, 1] (NaN stays NaN, as torch.clamp): comparisons, which vectorise where fminf/fmaxf do not
+DDRM_HD float clamp_unit(float v) { return v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v); }
+
 // x0 from x_t and eps (eps in, the eps the step uses out): with clip_x0, x0 clamped to [-1, 1] and
 // eps' = (x_t - sqrt(abar) x0) / sqrt(1 - abar), so the step is the one for the clamped prediction (DDPM's
 // clip_denoised; docs/ddrm.md, "Clipping x0").
 DDRM_HD float predict_x0(float xv, float& ev, float sqa, float sq1m, bool clip_x0) {
   float x0v = (xv - sq1m * ev) / sqa;
   if (clip_x0) {
-    x0v = fminf(fmaxf(x0v, -1.0f), 1.0f);
+    x0v = clamp_unit(x0v);
     ev = (xv - sqa * x0v) / sq1m;
   }
   return x0v;
@@ -49,7 +52,7 @@ DDRM_HD float measured_delta(const GroupStepArgs& a, int64_t b, int64_t g, int64
                              float d_z, float k_norm, float sn, float c3, float c3z) {
   const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
   const float s = a.observed ? k_norm * a.observed[b * a.obs_bstride + g] : k_norm;
-  if (!(s > 0.f)) return 0.f;  // an unobserved group: case 3 in every direction
+  // an unobserved group (s = 0) is case 3 in every direction: ddrm_update returns w1 there, delta 0
   return ddrm_update(d_x0, d_eps, d_z, true, s, a.sigma_y[b * a.sy_bstride + g * a.sy_jstride], a.y[b * G + g], sn,
                      a.eta, a.eta_b, a.eta, false) - w1;
 }

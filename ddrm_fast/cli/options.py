@@ -2,13 +2,15 @@
 and benchmarks/bench_batch.py) and the model to load."""
 from __future__ import annotations
 
+import argparse
 from typing import Dict, Optional
 
 import torch
 
 from ..sampler import COMPILE_MODES
 
-__all__ = ["choose_device", "add_speed_arguments", "sampler_options", "load_model"]
+__all__ = ["choose_device", "add_speed_arguments", "add_quality_arguments", "sampler_options", "load_model",
+           "CLIP_X0_DEFAULT"]
 
 
 def choose_device(requested: Optional[torch.device], local_rank: int = 0) -> torch.device:
@@ -38,13 +40,26 @@ def add_speed_arguments(p) -> None:
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+#: the command line's default for x0 clipping, chosen by measurement (benchmarks/RESULTS.md, "Clipping x0"); the
+#: library's ddrm_sample keeps the original's (off)
+CLIP_X0_DEFAULT = True
+
+
+def add_quality_arguments(p) -> None:
+    """The options that change the result (also used by benchmarks/bench_batch.py)."""
+    p.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=CLIP_X0_DEFAULT,
+                   help="clamp each step's x0 prediction to the image range (DDPM's clip_denoised; default: on, "
+                        "measured better on held-out photos)")
+
+
 def sampler_options(args, device: torch.device) -> Dict[str, object]:
-    """The ddrm_sample keywords of the speed options (results equal float32's to the network's precision)."""
+    """The ddrm_sample keywords of the speed options (results equal float32's to the network's precision) and of
+    the quality options."""
     if args.cuda_graph and device.type != "cuda":
         raise ValueError(f"--cuda-graph needs a CUDA device, not {device}")
     return {"model_dtype": _DTYPES[args.dtype], "channels_last": args.channels_last,
             "compile": args.compile_mode if args.compile else False, "noise": args.noise,
-            "cuda_graph": args.cuda_graph}
+            "cuda_graph": args.cuda_graph, "clip_x0": args.clip_x0}
 
 
 def load_model(path, device, class_label: Optional[int] = None):

@@ -15,10 +15,10 @@ from ..metrics import psnr_ssim
 from ..sampler import BACKENDS, ddrm_sample
 from . import restore_dir
 from .args import device_arg, nonnegative_int, positive_int, unit_float
-from .options import add_speed_arguments, choose_device, load_model, sampler_options
+from .options import add_quality_arguments, add_speed_arguments, choose_device, load_model, sampler_options
 
-__all__ = ["add_parser", "restore", "main", "check_arguments", "add_speed_arguments", "load_model",
-           "sampler_options"]
+__all__ = ["add_parser", "restore", "main", "check_arguments", "add_speed_arguments", "add_quality_arguments",
+           "load_model", "sampler_options"]
 
 
 def add_parser(sub) -> None:
@@ -42,6 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", type=device_arg, default=None, help="default: cuda when available, else cpu")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--no-progress", action="store_true")
+    add_quality_arguments(p)
     add_speed_arguments(p)
     b = p.add_argument_group("directories (a data set; resumable; torchrun shards it over ranks)")
     b.add_argument("--input-dir", help="restore every image in this folder into OUT_DIR/<name>.png")

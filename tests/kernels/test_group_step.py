@@ -16,6 +16,8 @@ def _ops(b):
     return {
         "denoise": O.Denoise((3, 17, 31)),
         "inpaint": O.Inpaint((torch.rand(b, 1, 17, 31, generator=g) > 0.5).float(), channels=3),
+        # rows longer than the CPU kernel's 256-value chunks, a mask per image
+        "inpaint_wide": O.Inpaint((torch.rand(b, 1, 3, 600, generator=g) > 0.5).float(), channels=3),
         "sr2": O.SuperRes(2, (3, 18, 30)),
         "sr3": O.SuperRes(3, (3, 15, 21)),
         "sr4": O.SuperRes(4, (3, 16, 28)),
@@ -53,7 +55,8 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-@pytest.mark.parametrize("name", ["denoise", "inpaint", "sr2", "sr3", "sr4", "sr9", "sr2_masked", "color"])
+@pytest.mark.parametrize("name", ["denoise", "inpaint", "inpaint_wide", "sr2", "sr3", "sr4", "sr9", "sr2_masked",
+                                  "color"])
 @pytest.mark.parametrize("b", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided_eps"])
@@ -71,8 +74,9 @@ def test_matches_reference(backend, device, name, b, dtype, layout):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-@pytest.mark.parametrize("name", ["denoise", "inpaint", "sr3", "sr9", "sr2_masked", "color"])
-@pytest.mark.parametrize("dtype,layout", [(torch.float32, "contiguous"), (torch.bfloat16, "channels_last")])
+@pytest.mark.parametrize("name", ["denoise", "inpaint_wide", "sr3", "sr9", "sr2_masked", "color"])
+@pytest.mark.parametrize("dtype,layout", [(torch.float32, "contiguous"), (torch.bfloat16, "channels_last"),
+                                          (torch.float16, "strided_eps")])
 def test_clip_x0_matches_reference(backend, device, name, dtype, layout):
     op = _ops(2)[name]
     t = _case(op, 2, dtype, layout, device)
