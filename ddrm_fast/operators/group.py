@@ -1,5 +1,5 @@
-"""Rank-one-per-group operators: denoising, inpainting, block super-resolution, colorization (docs/ddrm.md, "Rank one per
-group").
+"""Rank-one-per-group operators: denoising, inpainting, block super-resolution, colorization (docs/ddrm.md,
+"Rank one per group").
 
 The image splits into disjoint groups of ``cg`` channels x ``rh`` x ``rw`` pixels; each group g gives one
 measurement y_g = k . x_g (k: ``weights``, length n = cg*rh*rw), or none where ``observed`` is 0. Per group,

@@ -1,4 +1,5 @@
-"""Separable operators H = H_r kron H_c, per channel: Y = H_r X H_c^T (docs/ddrm.md, "Spectral layout of each operator").
+"""Separable operators H = H_r kron H_c, per channel: Y = H_r X H_c^T (docs/ddrm.md, "Spectral layout of each
+operator").
 
 With H_r = U_r S_r V_r^T and H_c = U_c S_c V_c^T: V^T x = V_r^T X V_c per channel (two small GEMMs) and the singular
 values are s_ij = s_r,i s_c,j. Products under ``zero_threshold`` count as unmeasured (zero): their directions take

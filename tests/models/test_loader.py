@@ -1,5 +1,6 @@
 """models.load: format detection, clear errors for bad files, our safetensors, diffusers folders, the embedded model."""
 import json
+import re
 
 import pytest
 import torch
@@ -177,7 +178,7 @@ def test_tensors_of_the_wrong_rank_are_named(tmp_path, key, shape):
     sd = _adm().state_dict()
     sd[key] = torch.zeros(shape)
     torch.save(sd, tmp_path / "m.pt")
-    with pytest.raises(CheckpointError, match=rf"{key} has shape {tuple(shape)}".replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(CheckpointError, match=re.escape(f"{key} has shape {tuple(shape)}")):
         load(tmp_path / "m.pt")
 
 
