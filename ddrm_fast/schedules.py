@@ -1,8 +1,8 @@
 """Noise schedules of DDPM/DDRM and the timestep sequence DDRM walks.
 
 Conventions (docs/ddrm.md, "The schedule"): ``betas[t]`` for t = 0..T-1; ``abar(t) = prod_{s<=t} (1 - beta_s)``,
-with the extra value ``abar(-1) = 1`` that DDRM uses after the last step. :func:`abar_table` returns the table shifted by one so that
-``table[t + 1] == abar(t)`` for every t in -1..T-1.
+with the extra value ``abar(-1) = 1`` that DDRM uses after the last step. :func:`abar_table` returns the table
+shifted by one so that ``table[t + 1] == abar(t)`` for every t in -1..T-1.
 """
 from __future__ import annotations
 
