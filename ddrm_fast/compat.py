@@ -28,8 +28,8 @@ from . import reference
 from ._utils import Generator, randn
 from .diffusion import take_eps
 from .operators.cs import fwht
-from .operators.group import gather_groups
 from .sampler import NoiseRequest, register_noise
+from .sampler.steps import build_step
 from .schedules import abar_table
 
 __all__ = ["H_functions", "GeneralH", "Inpainting", "Denoising", "SuperResolution", "Colorization",
@@ -475,13 +475,16 @@ def efficient_generalized_steps(x, seq, model, b, H_funcs, y_0, sigma_0, etaB, e
         coef, sigma_T = reference.step_coefficients(abar_table(b), rev, rev_next)
         coef, sigma_T = coef.to(device), sigma_T.to(device)
         sy = torch.full((1, 1), sigma_0, device=device)
-        layout = _group_layout(H_funcs, tuple(x.shape[1:])) if kernels.fused and etaA == etaC else None
-        to_pixels = (lambda z: H_funcs.V(z).reshape(x.shape)) if layout is not None else None  # noqa: E731
+        group_op = _group_operator(H_funcs, tuple(x.shape[1:])) if kernels.fused and etaA == etaC else None
+        to_pixels = (lambda z: H_funcs.V(z).reshape(x.shape)) if group_op is not None else None  # noqa: E731
         noise = CompatNoise(singulars, sigma_0, coef[:, 2], batch, n, None, device, to_pixels)
-        step = (_group_steps(kernels, H_funcs, layout, y_0, sy, x.shape, etaA, etaB) if layout is not None else
-                _spectral_steps(kernels, H_funcs, uty, singulars.reshape(1, m).to(uty.dtype), sy, x.shape, etaA,
-                                etaB, etaC))
-        xs = [step(None, None, noise.initial(x), reference.initial_coefficients(sigma_T), initial=True)]
+        init_coef = reference.initial_coefficients(sigma_T)
+        if group_op is not None:
+            initial, advance = _group_steps(kernels, group_op.to(device), H_funcs, y_0, sy, init_coef, etaA, etaB)
+        else:
+            initial, advance = _spectral_steps(kernels, H_funcs, uty, singulars.reshape(1, m).to(uty.dtype), sy,
+                                               init_coef, x.shape, etaA, etaB, etaC)
+        xs = [initial(noise.initial(x))]
         x0_preds = []
         ts = torch.tensor(rev, dtype=torch.float32, device=device)
         for i in range(len(rev)):
@@ -494,61 +497,46 @@ def efficient_generalized_steps(x, seq, model, b, H_funcs, y_0, sigma_0, etaB, e
                 et = et - coef[i, 1] * cls_fn(xs[0], t, classes)
             et = take_eps(et, x.shape[1])
             x0_preds.append((xt - et * coef[i, 1]) / coef[i, 0])
-            xs.append(step(xt, et, noise.step(i), coef[i]))
+            xs.append(advance(xt, et, noise.step(i), coef[i]))
     return xs, x0_preds
 
 
-def _group_layout(H_funcs, image_shape) -> Optional[tuple]:
-    """(group_shape, weights, observed) of the original's rank-one-per-group classes (exactly these classes: a
-    subclass may have changed its transforms), else None."""
-    c, h, w = image_shape
+def _group_operator(H_funcs, image_shape) -> Optional[O.GroupOperator]:
+    """The ddrm_fast operator with the H of one of the original's rank-one-per-group classes (exactly these classes:
+    a subclass may have changed its transforms), whose one-pass step then serves it; else None."""
     kind = type(H_funcs)
-    if kind in (Denoising, Inpainting):
-        observed = None
-        if kind is Inpainting:  # its missing indices are pixel-major: pixel * C + channel
-            missing = torch.as_tensor(H_funcs.missing_indices).long().cpu()
-            observed = torch.ones(c * h * w)
-            observed[(missing % c) * h * w + missing // c] = 0
-            observed = observed[None]
-        return (1, 1, 1), torch.ones(1), observed
+    if kind is Denoising:
+        return O.Denoise(image_shape)
+    if kind is Inpainting:
+        return O.Inpaint.from_missing_indices(torch.as_tensor(H_funcs.missing_indices).cpu(), image_shape)
     if kind is SuperResolution:
-        r = H_funcs.ratio
-        return (1, r, r), torch.full((r * r,), 1.0 / r**2), None
-    if kind is Colorization and c == 3:
-        return (3, 1, 1), torch.tensor(H_funcs.weights, dtype=torch.float32), None
+        return O.SuperRes(H_funcs.ratio, image_shape)
+    if kind is Colorization and image_shape[0] == 3:
+        return O.Colorize(image_shape, weights=H_funcs.weights)
     return None
 
 
-def _group_steps(kernels, H_funcs, layout, y_0, sy, shape, eta, eta_b) -> Callable:
-    """step(x_t, eps, z, coef) -> x_{t'} by the one-pass group step, z the original's draw mapped into pixels."""
-    group_shape, k, observed = layout
-    device = y_0.device
-    k = k.to(device)
-    observed = None if observed is None else observed.to(device)
-    # each group's measurement k . x_g, from the class's own pseudo-inverse: its layout and signs need no knowing
-    y = (gather_groups(H_funcs.H_pinv(y_0).reshape(shape), shape[1:], group_shape) @ k).contiguous()
-
-    def step(xt, et, z, cf, initial=False):
-        if initial:
-            xt = et = torch.zeros(shape, device=device)
-            return kernels.group_step(xt, et, y, k, observed, sy, cf, z, None, 0, group_shape, 1.0, 1.0)[0]
-        return kernels.group_step(xt, et, y, k, observed, sy, cf, z, None, 0, group_shape, eta, eta_b)[0]
-
-    return step
+def _group_steps(kernels, operator: O.GroupOperator, H_funcs, y_0, sy, init_coef, eta, eta_b):
+    """(initial(z), advance(x_t, eps, z, coef)) by the sampler's one-pass group step, z the original's draw mapped
+    into pixels."""
+    # each group's measurement, through the class's own pseudo-inverse: its layout and signs need no knowing
+    y = operator.Ut(operator.H(H_funcs.H_pinv(y_0).reshape(y_0.shape[0], *operator.image_shape))).contiguous()
+    step = build_step(kernels, operator, y, sy, None, init_coef, owned=False)
+    return step.initial, lambda xt, et, z, cf: step.advance(xt, et, z, cf, eta, eta_b, 0)
 
 
-def _spectral_steps(kernels, H_funcs, uty, s, sy, shape, eta_a, eta_b, eta_c) -> Callable:
-    """step(x_t, eps, z, coef) -> x_{t'} by the fused spectral step between the class's own V^T and V."""
-    def step(xt, et, z, cf, initial=False):
-        if initial:
-            zeros = torch.zeros(shape[0], z.shape[1], device=z.device)
-            xbar = kernels.spectral_step(zeros, zeros, z, uty, s, sy, cf, 1.0, 1.0, 1.0, True)[0]
-        else:
-            xbar = kernels.spectral_step(H_funcs.Vt(xt), H_funcs.Vt(et), z, uty, s, sy, cf, eta_a, eta_b, eta_c,
-                                         True)[0]
+def _spectral_steps(kernels, H_funcs, uty, s, sy, init_coef, shape, eta_a, eta_b, eta_c):
+    """(initial(z), advance(x_t, eps, z, coef)) by the fused spectral step between the class's own V^T and V."""
+    def initial(z):
+        zeros = torch.zeros(shape[0], z.shape[1], device=z.device)
+        xbar = kernels.spectral_step(zeros, zeros, z, uty, s, sy, init_coef, 1.0, 1.0, 1.0, True)[0]
         return H_funcs.V(xbar).view(*shape)
 
-    return step
+    def advance(xt, et, z, cf):
+        xbar = kernels.spectral_step(H_funcs.Vt(xt), H_funcs.Vt(et), z, uty, s, sy, cf, eta_a, eta_b, eta_c, True)[0]
+        return H_funcs.V(xbar).view(*shape)
+
+    return initial, advance
 
 
 # --- the original's random draws for ddrm_fast operators: ddrm_sample(noise="compat") ----------------------------
