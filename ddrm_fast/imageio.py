@@ -16,8 +16,8 @@ import torch
 
 from .files import atomic_write, open_regular
 
-__all__ = ["read_image", "read_mask", "image_size", "to_uint8", "write_png", "write_png_uint8", "read_png_info",
-           "PNG_KEY"]
+__all__ = ["open_image", "read_image", "read_mask", "image_size", "to_uint8", "write_png", "write_png_uint8",
+           "read_png_info", "PNG_KEY"]
 
 PNG_KEY = "ddrm-fast"  # the text chunk of the PNGs this package writes
 
@@ -27,7 +27,7 @@ class _Refused(ValueError):
 
 
 @contextlib.contextmanager
-def _opened(path: str, what: str) -> Iterator:
+def open_image(path: str, what: str = "image") -> Iterator:
     """The PIL image of ``path``, header read and its size checked against PIL's decompression-bomb limit (the
     warning band included); any decoder exception inside the block becomes a one-line ValueError naming the file."""
     from PIL import Image
@@ -49,14 +49,14 @@ def _opened(path: str, what: str) -> Iterator:
 
 def image_size(path: str, what: str = "image") -> Tuple[int, int]:
     """(H, W) of an image file, from its header alone."""
-    with _opened(path, what) as im:
+    with open_image(path, what) as im:
         return im.height, im.width
 
 
 def _decode(path: str, what: str, modes: Sequence[str], size: Optional[Tuple[int, int]]) -> np.ndarray:
     """The pixels of ``path`` as uint8 (H, W[, C]), after its header has been checked: the mode, and ``size``
     (H, W) when given."""
-    with _opened(path, what) as im:
+    with open_image(path, what) as im:
         if size is not None and (im.height, im.width) != tuple(size):
             raise _Refused(f"{what} {path}: size {im.width}x{im.height} does not match the image's "
                            f"{size[1]}x{size[0]}")
