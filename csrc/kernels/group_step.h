@@ -46,15 +46,21 @@ DDRM_HD float predict_x0(float xv, float& ev, float sqa, float sq1m, bool clip_x
   return x0v;
 }
 
-// The measured coordinate of group g of sample b, from the group's dot products with v (x0, eps, z): its three-case
-// update minus its case 3 (w's own component w1). Every backend adds v times this to w, in every group layout.
+// The measured coordinate of a group, from its dot products with v (x0, eps, z) and its singular value s, sigma_y and
+// measurement y: its three-case update minus its case 3 (w's own component w1). Every backend adds v times this to
+// w, in every group layout. An unobserved group (s = 0) is case 3 in every direction: delta 0.
+DDRM_HD float measured_delta(float d_x0, float d_eps, float d_z, float s, float sy, float y, float sn, float c3,
+                             float c3z, float eta, float eta_b) {
+  const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
+  return ddrm_update(d_x0, d_eps, d_z, true, s, sy, y, sn, eta, eta_b, eta, false) - w1;
+}
+
+// measured_delta of group g of sample b, its s, sigma_y and y read from the arguments.
 DDRM_HD float measured_delta(const GroupStepArgs& a, int64_t b, int64_t g, int64_t G, float d_x0, float d_eps,
                              float d_z, float k_norm, float sn, float c3, float c3z) {
-  const float w1 = d_x0 + c3 * d_eps + c3z * d_z;
   const float s = a.observed ? k_norm * a.observed[b * a.obs_bstride + g] : k_norm;
-  // an unobserved group (s = 0) is case 3 in every direction: ddrm_update returns w1 there, delta 0
-  return ddrm_update(d_x0, d_eps, d_z, true, s, a.sigma_y[b * a.sy_bstride + g * a.sy_jstride], a.y[b * G + g], sn,
-                     a.eta, a.eta_b, a.eta, false) - w1;
+  return measured_delta(d_x0, d_eps, d_z, s, a.sigma_y[b * a.sy_bstride + g * a.sy_jstride], a.y[b * G + g], sn, c3,
+                        c3z, a.eta, a.eta_b);
 }
 
 // Element t (channel, row, col order) of group (b, cy, i, j): its position and eps, x0 and noise there.

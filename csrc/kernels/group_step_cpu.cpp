@@ -38,13 +38,11 @@ static void run_pixels(const GroupStepArgs& a, int64_t r0, int64_t r1) {
       const float* __restrict y = a.y + b * G + g;
       float* __restrict out = a.out + a.os.at(b, c, h, j0);
       for (int64_t j = 0; j < len; ++j) {
-        const float xv = to_float(x[j]), e0 = to_float(e[j]);
-        const float x0r = (xv - sq1m * e0) / sqa, x0c = clamp_unit(x0r);
-        const float x0v = kClip ? x0c : x0r, ev = kClip ? (xv - sqa * x0c) / sq1m : e0;  // predict_x0
-        const float w = x0v + c3 * ev + c3z * zr[j];
-        const float nw = ddrm_update(v * x0v, v * ev, v * zr[j], true, s_buf[j], sy_buf[j], y[j], sn, eta, eta_b, eta,
-                                     false);
-        out[j] = sqan * (w + v * (nw - v * w));
+        float ev = to_float(e[j]);
+        const float x0v = predict_x0(to_float(x[j]), ev, sqa, sq1m, kClip);  // kClip constant: no branch left
+        const float delta = measured_delta(v * x0v, v * ev, v * zr[j], s_buf[j], sy_buf[j], y[j], sn, c3, c3z, eta,
+                                           eta_b);
+        out[j] = sqan * (x0v + c3 * ev + c3z * zr[j] + v * delta);
         x0_buf[j] = x0v;
       }
       if (a.x0)
