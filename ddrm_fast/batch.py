@@ -16,6 +16,7 @@ out of GPU memory is split in halves and retried, down to single images.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -30,8 +31,7 @@ import torch
 
 from . import operators as O
 from . import tasks
-from .files import (FolderLock, check_regular, open_regular, read_npy, remove_own_temporaries, same_folder,
-                    write_text)
+from .files import FolderLock, open_regular, read_npy, remove_own_temporaries, same_folder, write_text
 from .imageio import image_size, read_image, read_mask, read_png_info, write_png
 from .metrics import psnr_ssim
 from .sampler import ddrm_sample
@@ -189,7 +189,7 @@ def _item_error(it: Item, in_folder: bool, sharing: List[str], masks_dir: Option
     try:
         it.size = image_size(it.path, "image")  # the header only: sizes for batching
     except Exception as exc:  # noqa: BLE001 - whatever reading the header raised, the file is what is wrong
-        return str(exc) if isinstance(exc, ValueError) else f"not a readable image ({type(exc).__name__}: {exc})"
+        return _reason(exc)
     return None
 
 
@@ -472,7 +472,6 @@ def check_output_folder(out_dir: str, input_dir: Optional[str] = None, masks_dir
 def _own_json(path: str, lines: bool) -> bool:
     """Whether ``path`` is a report (JSON lines) or summary this package wrote."""
     try:
-        check_regular(path, "file")
         with open_regular(path, "file", "r") as f:
             if not lines:
                 obj = json.load(f)
@@ -506,19 +505,13 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"--num-workers must be an integer >= 0, got {num_workers!r}")
     check_output_folder(out_dir, input_dir, masks_dir, world)
-    lock = FolderLock(out_dir) if world == 1 else None
-    if lock is not None:
-        lock.acquire()
-    try:
-        if lock is not None:
+    with FolderLock(out_dir) if world == 1 else contextlib.nullcontext():
+        if world == 1:
             remove_own_temporaries(out_dir)
         return _restore_items(model, betas, input_dir, out_dir, task=task, sigma_y=sigma_y, batch_size=batch_size,
                               manifest=manifest, masks_dir=masks_dir, observed=observed, steps=steps, eta=eta,
                               eta_b=eta_b, device=device, backend=backend, num_workers=num_workers, rank=rank,
                               world=world, progress=progress, sampler=sampler, sampler_options=sampler_options)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _restore_items(model, betas, input_dir, out_dir, *, task, sigma_y, batch_size, manifest, masks_dir, observed,

@@ -36,14 +36,16 @@ def _check_folders(args) -> None:
 
 
 def _lock_on_rank0(out: str, rank: int, world: int) -> Optional[FolderLock]:
-    """Rank 0 locks the output folder for the whole job and removes the temporaries a killed run left; every rank
-    learns whether it could, so all stop together when another job holds the folder."""
+    """Rank 0 locks the output folder for the whole job (summary included) and, under torchrun, removes the
+    temporaries a killed run left (a single process's restore_dir does that itself); every rank learns whether it
+    could, so all stop together when another job holds the folder."""
     lock, error = None, None
     if rank == 0:
         try:
             lock = FolderLock(out)
             lock.acquire()
-            batch.clean_partial(out)
+            if world > 1:
+                batch.clean_partial(out)
         except ValueError as exc:
             lock, error = None, str(exc)
     if world > 1:
