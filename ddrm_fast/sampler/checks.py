@@ -10,6 +10,8 @@ from .. import backends
 from ..diffusion import take_eps
 from ..operators.base import LinearOperator
 from ..schedules import ddrm_timesteps, linear_betas
+from .graphs import GRAPHS, CudaGraph
+from .noise import NOISE_SOURCES
 
 __all__ = ["Call", "check_call", "check_scalar", "check_generator", "sigma_y_tensor", "model_eps"]
 
@@ -113,7 +115,7 @@ def _initial(x_T, operator: LinearOperator, batch: int) -> Optional[torch.Tensor
 
 
 def check_call(model: Callable, y, operator, sigma_y, *, steps, eta, eta_b, schedule, generator, noise: str,
-               noise_kinds, backend: str, x_T, callback, progress, cuda_graph: bool, graphs_need_cuda: bool) -> Call:
+               backend: str, x_T, callback, progress, cuda_graph: bool) -> Call:
     """Every argument of ``ddrm_sample`` checked; returns them in the form the sampler uses."""
     if not isinstance(operator, LinearOperator):
         raise ValueError(f"operator must be a ddrm_fast.operators.LinearOperator, got {type(operator).__name__}")
@@ -124,15 +126,15 @@ def check_call(model: Callable, y, operator, sigma_y, *, steps, eta, eta_b, sche
     check_generator(generator, batch)
     eta = check_scalar("eta", eta, 0.0, 1.0)
     eta_b = check_scalar("eta_b", eta_b, 0.0, 1.0)
-    if noise not in noise_kinds:
-        raise ValueError(f"noise must be one of {tuple(noise_kinds)}, got {noise!r}")
+    if noise not in NOISE_SOURCES:
+        raise ValueError(f"noise must be one of {tuple(NOISE_SOURCES)}, got {noise!r}")
     betas = _schedule(schedule)
     seq = ddrm_timesteps(steps, betas.numel())
     sy = sigma_y_tensor(sigma_y, operator, batch, device)
     x_T = _initial(x_T, operator, batch)
     kernels = backends.resolve(backend, device)
     if cuda_graph:
-        if device.type != "cuda" and graphs_need_cuda:
+        if device.type != "cuda" and GRAPHS.make is CudaGraph:  # (tests substitute a graph that runs anywhere)
             raise ValueError("cuda_graph=True needs CUDA tensors (y is on the CPU)")
         if callback is not None or progress:
             raise ValueError("cuda_graph=True runs the loop as one graph: no callback or progress bar")

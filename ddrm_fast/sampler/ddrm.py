@@ -12,9 +12,9 @@ from ..operators.base import LinearOperator
 from ..operators.group import GroupOperator
 from ..schedules import abar_table
 from .checks import Call, check_call, model_eps
-from .graphs import GRAPHS, CudaGraph
+from .graphs import GRAPHS
 from .network import Model, compile_mode, network
-from .noise import NOISE_SOURCES, NoiseRequest, NoiseSource, make_noise
+from .noise import NoiseRequest, NoiseSource, make_noise
 from .steps import Step, build_step
 
 __all__ = ["ddrm_sample"]
@@ -96,9 +96,8 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
             V^T on the spectral path; every backend equals the reference. Off by default, as in the original.
     """
     call = check_call(model, y, operator, sigma_y, steps=steps, eta=eta, eta_b=eta_b, schedule=schedule,
-                      generator=generator, noise=noise, noise_kinds=NOISE_SOURCES, backend=backend, x_T=x_T,
-                      callback=callback, progress=progress, cuda_graph=cuda_graph,
-                      graphs_need_cuda=GRAPHS.make is CudaGraph)
+                      generator=generator, noise=noise, backend=backend, x_T=x_T, callback=callback,
+                      progress=progress, cuda_graph=cuda_graph)
     mode = compile_mode(compile, cuda_graph)
     net = network(model, model_dtype, channels_last, mode, call.device)
     walk = Walk.of(call)
