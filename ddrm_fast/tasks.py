@@ -12,13 +12,37 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 
 from . import operators as O
 
 __all__ = ["Task", "TASKS", "REGISTRY", "get", "make_operator", "degrade", "measurement_from_observed",
-           "measurement_view", "task_divisor"]
+           "measurement_view", "baseline", "task_divisor"]
 
 Shape = Tuple[int, int, int]
+
+#: the prior standard deviation of an image coordinate in [-1, 1] units assumed by the Wiener baseline
+WIENER_SIGNAL_STD = 0.5
+
+
+def pseudo_inverse(op: O.LinearOperator, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The pseudo-inverse V S^+ U^T y: the baseline of every task without a better-known classical one."""
+    return op.H_pinv(y)
+
+
+def bicubic(op: O.LinearOperator, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Bicubic upsampling of the low-res image y to the operator's image size: the super-resolution baseline."""
+    y = y.reshape(y.shape[0], *op.y_shape)
+    return F.interpolate(y.float(), size=op.image_shape[1:], mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def wiener(op: O.LinearOperator, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Wiener deconvolution with a white prior of std WIENER_SIGNAL_STD, in the operator's singular basis:
+    V diag(s / (s^2 + (sigma / std)^2)) U^T y (the pseudo-inverse when sigma = 0): the deblurring baseline."""
+    uty, s = op.Ut(y), op.singulars()
+    gain = s / (s * s + (sigma / WIENER_SIGNAL_STD) ** 2)
+    ybar = torch.where(s > 0, uty * torch.where(s > 0, gain, torch.zeros_like(s)), torch.zeros_like(uty))
+    return op.V(op.add_zeros(ybar)).reshape(uty.shape[0], *op.image_shape)
 
 
 @dataclass(frozen=True)
@@ -34,6 +58,9 @@ class Task:
     from_observed: Optional[Callable[[torch.Tensor, Optional[torch.Tensor]], tuple]] = None
     #: (operator, y of one image, pseudo-inverse) -> the measurement as a picture
     view: Callable[[O.LinearOperator, torch.Tensor, torch.Tensor], torch.Tensor] = lambda op, y, pinv: y
+    #: (operator, y with a batch dimension, sigma) -> the classical restoration a user compares DDRM with
+    baseline: Callable[[O.LinearOperator, torch.Tensor, float], torch.Tensor] = pseudo_inverse
+    baseline_name: str = "pseudo-inverse"
 
 
 def _gauss_kernel() -> torch.Tensor:
@@ -89,12 +116,17 @@ def _observed_gray(observed, mask):
 REGISTRY: Dict[str, Task] = {t.name: t for t in (
     Task("deno", 1, lambda shape, mask, g: O.Denoise(shape), _same("deno")),
     Task("inp", 1, _inpaint, _observed_inpaint),
-    Task("sr2", 2, lambda shape, mask, g: O.SuperRes(2, shape), _low_res("sr2", 2)),
-    Task("sr4", 4, lambda shape, mask, g: O.SuperRes(4, shape), _low_res("sr4", 4)),
+    Task("sr2", 2, lambda shape, mask, g: O.SuperRes(2, shape), _low_res("sr2", 2), baseline=bicubic,
+         baseline_name="bicubic"),
+    Task("sr4", 4, lambda shape, mask, g: O.SuperRes(4, shape), _low_res("sr4", 4), baseline=bicubic,
+         baseline_name="bicubic"),
     Task("color", 1, _colorize, _observed_gray, view=lambda op, y, pinv: (y / op.weights.sum()).expand(3, -1, -1)),
-    Task("deblur_uni", 1, lambda shape, mask, g: O.Blur([1 / 9] * 9, shape), _same("deblur_uni")),
-    Task("deblur_gauss", 1, lambda shape, mask, g: O.Blur(_gauss_kernel(), shape), _same("deblur_gauss")),
-    Task("sr_bicubic4", 4, lambda shape, mask, g: O.SRBicubic(4, shape), _low_res("sr_bicubic4", 4)),
+    Task("deblur_uni", 1, lambda shape, mask, g: O.Blur([1 / 9] * 9, shape), _same("deblur_uni"), baseline=wiener,
+         baseline_name="Wiener"),
+    Task("deblur_gauss", 1, lambda shape, mask, g: O.Blur(_gauss_kernel(), shape), _same("deblur_gauss"),
+         baseline=wiener, baseline_name="Wiener"),
+    Task("sr_bicubic4", 4, lambda shape, mask, g: O.SRBicubic(4, shape), _low_res("sr_bicubic4", 4),
+         baseline=bicubic, baseline_name="bicubic"),
     Task("cs4", 1, lambda shape, mask, g: O.WalshHadamardCS(4, shape), view=lambda op, y, pinv: pinv),
 )}
 TASKS = tuple(REGISTRY)
@@ -155,3 +187,14 @@ def measurement_view(task: str, operator: O.LinearOperator, y: torch.Tensor, pin
     """The measurement of one image (y without its batch dimension) as a picture: y itself where it is an image
     (noisy, masked with zeros where missing, low-res, blurred), the gray image for color, else the pseudo-inverse."""
     return get(task).view(operator, y, pinv)
+
+
+def baseline(task: str, operator: O.LinearOperator, y: torch.Tensor,
+             sigma: Union[float, torch.Tensor]) -> Tuple[str, torch.Tensor]:
+    """(name, images) of the classical restoration a user compares DDRM with for ``task``: bicubic upsampling for
+    super-resolution, Wiener deconvolution for deblurring, the pseudo-inverse otherwise. ``y`` has a batch
+    dimension; ``sigma`` is its noise std in [-1, 1] units (a per-pixel map counts as its root mean square)."""
+    record = get(task)
+    if isinstance(sigma, torch.Tensor):
+        sigma = float(sigma.float().pow(2).mean().sqrt())
+    return record.baseline_name, record.baseline(operator, y, float(sigma))

@@ -62,3 +62,46 @@ def test_noise_only_on_measured_entries():
     op = tasks.make_operator("inp", (3, 8, 8), mask=mask)
     y = tasks.degrade(torch.zeros(1, 3, 8, 8), op, 0.5, torch.Generator().manual_seed(0))
     assert (y[..., 4:, :] == 0).all() and (y[..., :4, :] != 0).all()
+
+
+# --- the classical baselines ---------------------------------------------------------------------------------------
+def test_super_resolution_baseline_is_bicubic_upsampling_of_y():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 24, generator=g) * 2 - 1
+    for task in ("sr2", "sr4", "sr_bicubic4"):
+        op = tasks.make_operator(task, (3, 16, 24))
+        y = tasks.degrade(x, op, 0.1, g)
+        name, base = tasks.baseline(task, op, y, 0.1)
+        low = y.reshape(2, 3, 16 // tasks.task_divisor(task), 24 // tasks.task_divisor(task))
+        want = torch.nn.functional.interpolate(low, scale_factor=tasks.task_divisor(task), mode="bicubic",
+                                               align_corners=False).clamp(-1, 1)
+        assert name == "bicubic" and torch.allclose(base, want, atol=1e-6)
+
+
+def test_deblurring_baseline_is_the_wiener_filter_of_a_white_prior():
+    # closed form on the dense matrix of the operator's SVD (its tiny singular values thresholded to zero, as the
+    # original's): (H^T H + (sigma / std)^2 I)^-1 H^T y
+    op = tasks.make_operator("deblur_gauss", (1, 8, 8))
+    dense = torch.stack([op.U(op.singulars() * op.Vt(e[None])[:, :op.m])[0] for e in torch.eye(64)], dim=1).double()
+    y = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    for sigma in (0.1, 0.0):
+        name, base = tasks.baseline("deblur_gauss", op, y, sigma)
+        lam = (sigma / tasks.WIENER_SIGNAL_STD) ** 2
+        if sigma == 0:
+            want = torch.linalg.pinv(dense, rtol=1e-5) @ y.reshape(-1).double()
+        else:
+            want = torch.linalg.solve(dense.T @ dense + lam * torch.eye(64, dtype=torch.float64),
+                                      dense.T @ y.reshape(-1).double())
+        assert name == "Wiener" and torch.allclose(base.reshape(-1).double(), want, rtol=1e-3, atol=1e-3), sigma
+
+
+def test_other_tasks_compare_with_the_pseudo_inverse_and_a_noise_map_counts_as_its_rms():
+    op = tasks.make_operator("inp", (3, 8, 8), generator=torch.Generator().manual_seed(0))
+    y = torch.randn(1, *op.y_shape)
+    name, base = tasks.baseline("inp", op, y, torch.full(op.y_shape, 0.2))
+    assert name == "pseudo-inverse" and torch.equal(base, op.H_pinv(y))
+    blur = tasks.make_operator("deblur_uni", (3, 8, 8))
+    yb = torch.randn(1, *blur.y_shape)
+    noise_map = torch.full(blur.y_shape, 0.3)
+    assert torch.allclose(tasks.baseline("deblur_uni", blur, yb, noise_map)[1],
+                          tasks.baseline("deblur_uni", blur, yb, 0.3)[1])
