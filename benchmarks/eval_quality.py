@@ -1,4 +1,4 @@
-"""Restoration quality of DDRM with a model against the operator's pseudo-inverse, on the held-out photos.
+"""Restoration quality of DDRM with a model against each task's classical baseline, on the held-out photos.
 
     python benchmarks/eval_quality.py [--model PATH] [--steps 20] [--clip-x0 off|on|both] [--tasks ...]
                                       [--out benchmarks/results]
@@ -6,9 +6,11 @@
 Held-out scikit-image photos (never seen in training: ``ddrm_fast.training.HELDOUT_PHOTOS``), resized to 256 on the
 short side (astronaut 256x256, coffee 256x384); tasks deno, inp, sr4, color, deblur_uni by default (``--tasks all``:
 every task of ``ddrm_fast.tasks``; a task an image's size cannot take, cs4 on coffee, is skipped and said) at sigma_y
-0 and 0.05 (pixel units, as the original runner), with x0 clipping off, on, or both (``--clip-x0``). Writes
+0 and 0.05 (pixel units, as the original runner), with x0 clipping off, on, or both (``--clip-x0``). The baseline
+is the one a user has in mind (``ddrm_fast.tasks.baseline``): bicubic upsampling for super-resolution, Wiener
+deconvolution for deblurring, the pseudo-inverse otherwise; the pseudo-inverse is in the CSV too. Writes
 quality.md / quality.csv (PSNR/SSIM per photo and the mean) and quality.png (a row per task at sigma_y 0.05: clean,
-degraded, pseudo-inverse, DDRM with the last clipping setting).
+degraded, baseline, DDRM with the last clipping setting).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ddrm_fast import ddrm_sample, tasks
+from ddrm_fast.figures import full_size
 from ddrm_fast.imageio import to_uint8
 from ddrm_fast.metrics import psnr_ssim
 from ddrm_fast.cli.restore import load_model
@@ -48,9 +51,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clip-x0", choices=("off", "on", "both"), default="off")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, or 'all'")
+    p.add_argument("--sigmas", default=",".join(map(str, SIGMAS)), help="comma-separated sigma_y, pixel units")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = p.parse_args()
     args.tasks = tasks.TASKS if args.tasks == "all" else tuple(args.tasks.split(","))
+    args.sigmas = tuple(float(v) for v in args.sigmas.split(","))
     clips = {"off": (False,), "on": (True,), "both": (False, True)}[args.clip_x0]
     model, betas = load_model(args.model, "cpu")
     os.makedirs(args.out, exist_ok=True)
@@ -58,13 +63,13 @@ def main() -> None:
     t_all = time.perf_counter()
     for name, clean in heldout().items():
         for task in args.tasks:
-            for sigma_y in SIGMAS:
+            for sigma_y in args.sigmas:
                 for clip in clips:
                     row, images = restore_one(model, betas, clean, task, sigma_y, clip, args)
                     if row is None:
                         continue
                     rows.append(dict(photo=name, **row))
-                    if name == HELDOUT_PHOTOS[0] and sigma_y == SIGMAS[-1]:
+                    if name == HELDOUT_PHOTOS[0] and sigma_y == args.sigmas[-1]:
                         figure[task] = images
     write_tables(rows, args, clips)
     write_figure(figure, os.path.join(args.out, "quality.png"))
@@ -86,15 +91,14 @@ def restore_one(model, betas, clean, task, sigma_y, clip, args):
                     clip_x0=clip)[0]
     seconds = time.perf_counter() - t0
     pinv = op.H_pinv(y)[0]
-    (pp, ps), (dp, ds) = psnr_ssim(pinv, clean), psnr_ssim(x, clean)
-    print(f"{task:12s} sigma_y={sigma_y:4.2f} clip_x0={'on ' if clip else 'off'}  pinv {pp:6.2f} dB {ps:.3f}   "
-          f"DDRM {dp:6.2f} dB {ds:.3f}   {seconds:5.1f} s", flush=True)
-    view = tasks.measurement_view(task, op, y[0], pinv)
-    if view.shape[-2:] != clean.shape[-2:]:
-        view = F.interpolate(view[None], size=clean.shape[-2:], mode="nearest")[0]
-    row = dict(task=task, sigma_y=sigma_y, clip_x0=clip, psnr_pinv=pp, ssim_pinv=ps, psnr_ddrm=dp, ssim_ddrm=ds,
-               seconds=seconds)
-    return row, [clean, view, pinv, x]
+    name, base = tasks.baseline(task, op, y, 2 * sigma_y)
+    (pp, ps), (bp, bs), (dp, ds) = psnr_ssim(pinv, clean), psnr_ssim(base[0], clean), psnr_ssim(x, clean)
+    print(f"{task:12s} sigma_y={sigma_y:4.2f} clip_x0={'on ' if clip else 'off'}  {name} {bp:6.2f} dB {bs:.3f}   "
+          f"DDRM {dp:6.2f} dB {ds:.3f} ({dp - bp:+.2f} dB)   {seconds:5.1f} s", flush=True)
+    view = full_size(tasks.measurement_view(task, op, y[0], pinv), tuple(clean.shape[-2:]))
+    row = dict(task=task, sigma_y=sigma_y, clip_x0=clip, baseline=name, psnr_baseline=bp, ssim_baseline=bs,
+               psnr_pinv=pp, ssim_pinv=ps, psnr_ddrm=dp, ssim_ddrm=ds, seconds=seconds)
+    return row, [clean, view, base[0], x, name]
 
 
 def write_tables(rows, args, clips) -> None:
@@ -103,22 +107,25 @@ def write_tables(rows, args, clips) -> None:
         w.writeheader()
         w.writerows(rows)
     names = {False: "DDRM", True: "DDRM clip_x0"}
-    lines = ["| task | sigma_y | photos | pinv PSNR | " + " | ".join(f"{names[c]} PSNR" for c in clips) +
-             " | pinv SSIM | " + " | ".join(f"{names[c]} SSIM" for c in clips) + " |",
-             "|---|---|---|---|" + "---|" * (2 * len(clips) + 1)]
+    lines = ["| task | sigma_y | photos | baseline | baseline PSNR | " +
+             " | ".join(f"{names[c]} PSNR (vs baseline)" for c in clips) + " | baseline SSIM | " +
+             " | ".join(f"{names[c]} SSIM" for c in clips) + " |",
+             "|---|---|---|---|---|" + "---|" * (2 * len(clips) + 1)]
     for task in args.tasks:
-        for sigma_y in SIGMAS:
+        for sigma_y in args.sigmas:
             sel = [r for r in rows if r["task"] == task and r["sigma_y"] == sigma_y]
             if not sel:
                 continue
             by = {c: [r for r in sel if r["clip_x0"] == c] for c in clips}
             mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
             photos = len(by[clips[0]])
-            lines.append(f"| {task} | {sigma_y:.2f} | {photos} | {mean(by[clips[0]], 'psnr_pinv'):.2f} | "
-                         + " | ".join(f"{mean(by[c], 'psnr_ddrm'):.2f}" for c in clips)
-                         + f" | {mean(by[clips[0]], 'ssim_pinv'):.3f} | "
+            base = mean(by[clips[0]], "psnr_baseline")
+            lines.append(f"| {task} | {sigma_y:.2f} | {photos} | {sel[0]['baseline']} | {base:.2f} | "
+                         + " | ".join(f"{mean(by[c], 'psnr_ddrm'):.2f} ({mean(by[c], 'psnr_ddrm') - base:+.2f})"
+                                      for c in clips)
+                         + f" | {mean(by[clips[0]], 'ssim_baseline'):.3f} | "
                          + " | ".join(f"{mean(by[c], 'ssim_ddrm'):.3f}" for c in clips) + " |")
-    head = (f"Mean over the held-out photos ({', '.join(HELDOUT_PHOTOS)}); {args.steps} DDRM steps, eta 0.85, "
+    head = (f"Mean PSNR (dB) and SSIM over the held-out photos ({', '.join(HELDOUT_PHOTOS)}); {args.steps} DDRM steps, eta 0.85, "
             f"eta_b 1.0, seed {args.seed}; model: {args.model or 'embedded'}.\n\n")
     with open(os.path.join(args.out, "quality.md"), "w") as f:
         f.write(head + "\n".join(lines) + "\n")
@@ -126,10 +133,10 @@ def write_tables(rows, args, clips) -> None:
 
 
 def write_figure(figure, path: str) -> None:
-    """A grid: a row per task, columns clean / degraded / pseudo-inverse / DDRM, with labels."""
+    """A grid: a row per task, columns clean / degraded / baseline (named in the row's label) / DDRM."""
     from PIL import Image, ImageDraw
 
-    cols = ("clean", "degraded", "pseudo-inverse", "DDRM")
+    cols = ("clean", "degraded", "baseline", "DDRM")
     h, w = next(iter(figure.values()))[0].shape[-2:]
     pad, label = 4, 16
     grid = Image.new("RGB", (len(figure) and (70 + len(cols) * (w + pad)), label + len(figure) * (h + pad)), "white")
@@ -139,7 +146,8 @@ def write_figure(figure, path: str) -> None:
     for i, (task, images) in enumerate(figure.items()):
         top = label + i * (h + pad)
         draw.text((4, top + h // 2), task, fill="black")
-        for j, img in enumerate(images):
+        draw.text((4, top + h // 2 + 14), images[-1], fill="black")  # the baseline's name
+        for j, img in enumerate(images[:-1]):
             grid.paste(Image.fromarray(to_uint8(img)), (70 + j * (w + pad), top))
     grid.save(path)
 

@@ -32,6 +32,7 @@ import torch
 from . import operators as O
 from . import tasks
 from .files import FolderLock, open_regular, read_npy, remove_own_temporaries, same_folder, write_text
+from .figures import comparison_panels, write_comparison
 from .imageio import image_size, read_image, read_mask, read_png_info, write_png
 from .metrics import psnr_ssim
 from .sampler import ddrm_sample
@@ -329,6 +330,8 @@ class _Job:
     rank: int
     sampler: Callable = ddrm_sample
     options: Dict[str, object] = field(default_factory=dict)
+    #: also write OUT/compare/<stem>.png (clean | degraded | baseline | DDRM) per image
+    compare: bool = False
     stats: Dict[str, float] = field(default_factory=lambda: {"ok": 0, "failed": 0, "psnr_sum": 0.0, "psnr_n": 0,
                                                              "sampler_s": 0.0, "io_s": 0.0})
 
@@ -338,8 +341,7 @@ class _Job:
 
     def fail(self, it: Item, reason: str) -> None:
         self.stats["failed"] += 1
-        self.log({"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed, "status": "error",
-                  "error": reason, "rank": self.rank})
+        self.log({**rec_of(it), "status": "error", "error": reason, "rank": self.rank})
         print(f"ddrm-fast: {it.name}: {reason}", file=sys.stderr, flush=True)
 
     def run(self, group: List[tuple]) -> None:
@@ -379,18 +381,43 @@ class _Job:
             return
         self.stats["sampler_s"] += seconds
         t1 = time.perf_counter()
-        for (it, _, _, _, clean, _), xi in zip(group, x):
-            rec = {"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed, "status": "ok",
-                   "seconds": seconds / len(group), "batch": len(group), "rank": self.rank}
-            if clean is not None:
-                rec["psnr"], rec["ssim"] = psnr_ssim(xi, clean)
+        for (it, op_i, y_i, sigma_i, clean, _), xi in zip(group, x):
+            rec = {**rec_of(it), "status": "ok", "seconds": seconds / len(group), "batch": len(group),
+                   "rank": self.rank}
             try:  # the scores travel inside the PNG: a resumed job reports them even if this line is cut off
+                panels = self.score(rec, it, op_i, y_i, sigma_i, clean, xi)
+                if panels:  # first: the restoration's PNG marks the item done
+                    self.write_comparison(it, panels)
                 write_png(xi, os.path.join(self.out_dir, it.stem + ".png"), _png_info(rec))
             except Exception as exc:  # noqa: BLE001 - a full disk fails this image; nothing partial stays behind
                 self.fail(it, f"could not write {it.stem}.png: {_reason(exc)}")
                 continue
             self.done(rec)
         self.stats["io_s"] += time.perf_counter() - t1
+
+    def score(self, rec: dict, it: Item, op, y, sigma, clean, xi) -> list:
+        """Add the PSNR/SSIM of the restoration and of the task's classical baseline (bicubic, Wiener or the
+        pseudo-inverse) to ``rec`` when the clean image is known; returns the comparison figure's panels when
+        ``compare`` asks for one (else [])."""
+        if clean is None and not self.compare:
+            return []
+        name, base = tasks.baseline(it.task, op, y, sigma)
+        if clean is not None:
+            rec["psnr"], rec["ssim"] = psnr_ssim(xi, clean)
+            rec["baseline"] = name
+            rec["psnr_baseline"], rec["ssim_baseline"] = psnr_ssim(base[0], clean)
+        if not self.compare:
+            return []
+        view = tasks.measurement_view(it.task, op, y[0], op.H_pinv(y)[0])
+        return comparison_panels(clean, view, name, base[0], xi, f"({it.task}, sigma_y {it.sigma_y:g})")
+
+    def write_comparison(self, it: Item, panels: list) -> None:
+        """OUT/compare/<stem>.png, unless a file this package did not write is there."""
+        path = os.path.join(self.out_dir, "compare", it.stem + ".png")
+        if os.path.lexists(path) and read_png_info(path) is None:
+            raise ValueError(f"compare/{it.stem}.png exists and was not written by ddrm-fast; not overwritten")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_comparison(panels, path, _png_info(rec_of(it)))
 
     def done(self, rec: dict, this_run: bool = True) -> None:
         """Report a finished image (``this_run`` False: one a killed run finished, recovered now)."""
@@ -403,7 +430,15 @@ class _Job:
 
 def _png_info(rec: dict) -> dict:
     """What a restored PNG records of itself: the item and its scores."""
-    return {k: rec[k] for k in ("name", "task", "sigma_y", "seed", "psnr", "ssim") if k in rec}
+    return {k: rec[k] for k in ("name", "task", "sigma_y", "seed") + _SCORES if k in rec}
+
+
+_SCORES = ("psnr", "ssim", "baseline", "psnr_baseline", "ssim_baseline")
+
+
+def rec_of(it: Item) -> dict:
+    """The item's identity, as its report line and PNG begin."""
+    return {"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed}
 
 
 def _identity(batch):
@@ -444,7 +479,7 @@ def _finished(out_dir: str, report_path: str, items: List[Item], job: "_Job") ->
                          f"(move it away or choose another --output-dir)")
         elif it.name not in reported:
             job.done({"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed, "status": "ok",
-                      "recovered": True, "rank": job.rank, **{k: info[k] for k in ("psnr", "ssim") if k in info}},
+                      "recovered": True, "rank": job.rank, **{k: info[k] for k in _SCORES if k in info}},
                      this_run=False)
     return todo
 
@@ -492,11 +527,13 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
                 batch_size: int = 8, manifest: Optional[str] = None, masks_dir: Optional[str] = None,
                 observed: bool = False, steps: int = 20, eta: float = 0.85, eta_b: float = 1.0, device="cpu",
                 backend: str = "auto", num_workers: int = 2, rank: int = 0, world: int = 1, progress: bool = True,
-                sampler: Callable = ddrm_sample, sampler_options: Optional[Dict[str, object]] = None) -> dict:
+                sampler: Callable = ddrm_sample, sampler_options: Optional[Dict[str, object]] = None,
+                compare: bool = False) -> dict:
     """Restore every image of ``input_dir`` into ``out_dir/<stem>.png`` (this rank's share); returns this rank's
     counts: ``ok``, ``failed``, ``psnr_sum``/``psnr_n``, ``sampler_s``, ``io_s``, ``load_s``, ``seconds``.
     ``sampler_options`` are further ``ddrm_sample`` keywords (``noise``, ``model_dtype``, ``channels_last``,
-    ``compile``, ``cuda_graph``).
+    ``compile``, ``cuda_graph``). Clean inputs are scored against the task's classical baseline too
+    (:func:`ddrm_fast.tasks.baseline`); ``compare`` also writes ``out_dir/compare/<stem>.png`` per image.
 
     A single process (``world == 1``) holds the output folder's lock for the whole job and first removes the
     temporaries a killed run left; under torchrun the caller does both on rank 0 (see ``ddrm-fast restore``)."""
@@ -511,12 +548,13 @@ def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, tas
         return _restore_items(model, betas, input_dir, out_dir, task=task, sigma_y=sigma_y, batch_size=batch_size,
                               manifest=manifest, masks_dir=masks_dir, observed=observed, steps=steps, eta=eta,
                               eta_b=eta_b, device=device, backend=backend, num_workers=num_workers, rank=rank,
-                              world=world, progress=progress, sampler=sampler, sampler_options=sampler_options)
+                              world=world, progress=progress, sampler=sampler, sampler_options=sampler_options,
+                              compare=compare)
 
 
 def _restore_items(model, betas, input_dir, out_dir, *, task, sigma_y, batch_size, manifest, masks_dir, observed,
                    steps, eta, eta_b, device, backend, num_workers, rank, world, progress, sampler,
-                   sampler_options) -> dict:
+                   sampler_options, compare) -> dict:
     t_start = time.perf_counter()
     items = plan(input_dir, task=task, sigma_y=sigma_y, manifest=manifest, masks_dir=masks_dir, rank=rank,
                  world=world)
@@ -524,7 +562,7 @@ def _restore_items(model, betas, input_dir, out_dir, *, task, sigma_y, batch_siz
     report_path = os.path.join(out_dir, "report.jsonl" if world == 1 else f"report.rank{rank}.jsonl")
     with open(report_path, "a") as report:
         job = _Job(model, betas, out_dir, observed, steps, eta, eta_b, torch.device(device), backend, report, rank,
-                   sampler, dict(sampler_options or {}))
+                   sampler, dict(sampler_options or {}), compare)
         for it in [i for i in items if i.error]:
             job.fail(it, it.error)
         todo = _finished(out_dir, report_path, [i for i in items if not i.error], job)
@@ -584,10 +622,15 @@ def summarize(out_dir: str, stats: List[dict], world: int) -> dict:
                 else:
                     failed[rec["name"]] = rec
     psnrs = [r["psnr"] for r in names.values() if "psnr" in r]
+    scored = [r for r in names.values() if "psnr" in r and "psnr_baseline" in r]
     seconds = max(s["seconds"] for s in stats)
     done_now = sum(s["ok"] for s in stats)
     summary = {"images": len(names), "failures": len(failed), "failed": sorted(failed),
                "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None, "scored": len(psnrs),
+               # DDRM and the classical baseline over the images scored with both (each line names its baseline)
+               "mean_psnr_both": ({"ddrm": sum(r["psnr"] for r in scored) / len(scored),
+                                   "baseline": sum(r["psnr_baseline"] for r in scored) / len(scored),
+                                   "images": len(scored)} if scored else None),
                "restored_this_run": done_now, "seconds": seconds,
                "images_per_s": done_now / seconds if seconds > 0 else None,
                "sampler_s": sum(s["sampler_s"] for s in stats), "io_s": sum(s["io_s"] for s in stats),

@@ -521,3 +521,32 @@ def test_manifest_entries_are_checked_one_by_one(tmp_path):
     csv_path.write_text("name,sigma\na.png,0.1\n")  # a misspelt column would silently apply to no image
     with pytest.raises(ValueError, match=r"the header must name the columns name\[, task, sigma_y, seed, noise_map\]"):
         batch.read_manifest(str(csv_path))
+
+
+def test_folder_jobs_score_the_baseline_and_write_comparisons_on_request(tmp_path):
+    from ddrm_fast.imageio import read_image
+    from ddrm_fast.metrics import psnr_ssim
+
+    inp = _dataset(tmp_path / "in", n=2)
+    _run(inp, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "compare").exists()  # opt-in
+    out = tmp_path / "out"
+    _run(inp, out, compare=True)
+    pad, size = 6, 32  # the figure's layout: clean | degraded | baseline | DDRM, 6 pixels apart
+    for rec in _report(out):
+        assert rec["baseline"] == "bicubic"
+        fig = _pixels(out / "compare" / rec["name"])
+        panel = lambda j: fig[pad:pad + size, pad + j * (size + pad):pad + j * (size + pad) + size]  # noqa: E731
+        assert np.array_equal(panel(3), _pixels(out / rec["name"]))  # DDRM: the restored image itself
+        clean = read_image(str(inp / rec["name"]))
+        np.testing.assert_array_equal(panel(0), _pixels(inp / rec["name"]))
+        base = torch.from_numpy(panel(2)).permute(2, 0, 1).float() / 127.5 - 1
+        assert psnr_ssim(base, clean)[0] == pytest.approx(rec["psnr_baseline"])
+        # bicubic upsampling of the noisy block means: close to that of the clean block means
+        smooth = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(clean[None], 4), scale_factor=4,
+                                                 mode="bicubic", align_corners=False)[0]
+        assert psnr_ssim(base, smooth)[0] > 24
+    summary = batch.summarize(str(out), [dict(_run(inp, out, compare=True), load_s=0.0)], 1)
+    both = summary["mean_psnr_both"]
+    assert both["images"] == 2 and both["ddrm"] == pytest.approx(np.mean([r["psnr"] for r in _report(out)[:2]]))
+    assert both["baseline"] == pytest.approx(np.mean([r["psnr_baseline"] for r in _report(out)[:2]]))

@@ -15,7 +15,10 @@ def test_demo_command_prints_the_numbers_of_the_run():
                          capture_output=True, text=True, check=True).stdout
     row = [line.split() for line in out.splitlines() if line.strip().startswith("sr4")]
     r = demo.run("sr4", sigma_y=0.05, steps=20, size=32, seed=0, backend="auto")  # the command's defaults
-    assert len(row) == 1 and row[0][1:3] == [f"{r['psnr_pinv']:.2f}", f"{r['psnr_ddrm']:.2f}"]
+    assert r["baseline"] == "bicubic"
+    diff = r["psnr_ddrm"] - r["psnr_baseline"]
+    assert len(row) == 1 and row[0][1:5] == ["bicubic", f"{r['psnr_baseline']:.2f}", f"{r['psnr_ddrm']:.2f}",
+                                              f"{diff:+.2f}"]
 
 
 def test_bad_size_is_one_line_and_nonzero():
@@ -51,9 +54,9 @@ def test_restore_writes_three_images_and_prints_scores(small_png, tmp_path, caps
     out = tmp_path / "out"
     assert cli(["restore", small_png, "--task", "sr4", "--steps", "4", "-o", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "pseudo-inverse  PSNR" in text and "DDRM            PSNR" in text
+    assert "bicubic         PSNR" in text and "DDRM            PSNR" in text and "dB vs bicubic)" in text
     names = sorted(os.listdir(out))
-    assert names == ["face_sr4_degraded.png", "face_sr4_pinv.png", "face_sr4_restored.png"]
+    assert names == ["face_sr4_bicubic.png", "face_sr4_degraded.png", "face_sr4_restored.png"]
     assert Image.open(out / "face_sr4_degraded.png").size == (8, 8)
     assert Image.open(out / "face_sr4_restored.png").size == (32, 32)
 
@@ -354,3 +357,27 @@ def test_every_entry_point_fails_in_one_line_and_touches_nothing(tmp_path):
     new = sorted(set(after) - set(before))
     assert new == ["mixed_out/a.png", "mixed_out/b.png", "mixed_out/report.jsonl", "mixed_out/summary.json"]
     assert {k: after[k] for k in before} == before  # every file that was there, byte for byte
+
+
+def test_restore_compare_writes_the_side_by_side_figure(small_png, tmp_path, capsys):
+    from ddrm_fast.imageio import read_png_info
+
+    out, fig = tmp_path / "out", tmp_path / "fig.png"
+    assert cli(["restore", small_png, "--task", "deblur_uni", "--steps", "3", "-o", str(out), "--no-progress",
+                "--compare", str(fig)]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {fig}" in text and "Wiener" in text
+    assert read_png_info(str(fig))["kind"] == "compare"
+    assert Image.open(fig).size[0] == 4 * 32 + 5 * 6  # clean | degraded | Wiener | DDRM
+    restored = np.asarray(Image.open(out / "face_deblur_uni_restored.png"))
+    assert np.array_equal(np.asarray(Image.open(fig))[6:38, 6 + 3 * 38:6 + 3 * 38 + 32], restored)
+    # the default name, in OUT_DIR
+    assert cli(["restore", small_png, "--task", "sr4", "--steps", "2", "-o", str(out), "--no-progress",
+                "--compare"]) == 0
+    assert (out / "face_sr4_compare.png").exists()
+    # a file of the user's at that path, or a missing folder: refused before any work
+    Image.new("RGB", (4, 4)).save(tmp_path / "mine.png")
+    _fails(["restore", small_png, "--task", "sr4", "--compare", str(tmp_path / "mine.png")], tmp_path, capsys,
+           "mine.png exists and was not written by ddrm-fast")
+    _fails(["restore", small_png, "--task", "sr4", "--compare", str(tmp_path / "no" / "f.png")], tmp_path, capsys,
+           "does not exist")

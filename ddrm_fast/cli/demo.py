@@ -56,16 +56,19 @@ def run(task: str = "sr4", sigma_y: float = 0.05, steps: int = 20, size: int = 6
     t0 = time.perf_counter()
     out = ddrm_sample(model, y, op, sigma_y, steps=steps, generator=g, backend=backend)
     seconds = time.perf_counter() - t0
-    return {"task": task, "sigma_y": sigma_y, "steps": steps, "psnr_pinv": psnr(op.H_pinv(y), x),
-            "psnr_ddrm": psnr(out, x), "seconds": seconds}
+    name, base = tasks.baseline(task, op, y, sigma_y)
+    return {"task": task, "sigma_y": sigma_y, "steps": steps, "psnr_pinv": psnr(op.H_pinv(y), x), "baseline": name,
+            "psnr_baseline": psnr(base, x), "psnr_ddrm": psnr(out, x), "seconds": seconds}
 
 
 def main(args) -> int:
     names = TASKS if args.task == "all" else (args.task,)
     print(f"ddrm_fast demo: {args.size}x{args.size} synthetic image, exact Gaussian-prior model, "
           f"sigma_y={args.sigma_y}, {args.steps} steps, backend {args.backend}")
-    print(f"  {'task':8s} {'PSNR pinv':>10s} {'PSNR DDRM':>10s} {'seconds':>8s}")
+    print(f"  {'task':10s} {'baseline':>15s} {'PSNR baseline':>14s} {'PSNR DDRM':>10s} {'difference':>11s} "
+          f"{'seconds':>8s}")
     for task in names:
         r = run(task, args.sigma_y, args.steps, args.size, args.seed, args.backend)
-        print(f"  {task:8s} {r['psnr_pinv']:9.2f}  {r['psnr_ddrm']:9.2f}  {r['seconds']:8.2f}")
+        print(f"  {task:10s} {r['baseline']:>15s} {r['psnr_baseline']:14.2f} {r['psnr_ddrm']:10.2f} "
+              f"{r['psnr_ddrm'] - r['psnr_baseline']:+10.2f}  {r['seconds']:8.2f}")
     return 0

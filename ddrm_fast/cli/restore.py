@@ -9,6 +9,7 @@ from typing import Dict
 import torch
 
 from .. import tasks
+from ..figures import comparison_panels, write_comparison
 from ..files import FolderLock
 from ..imageio import read_image, read_mask, read_png_info, write_png
 from ..metrics import psnr_ssim
@@ -24,8 +25,9 @@ __all__ = ["add_parser", "restore", "main", "check_arguments", "add_speed_argume
 def add_parser(sub) -> None:
     p = sub.add_parser("restore", help="restore an image with DDRM (the embedded model unless --model)",
                        description="With a clean INPUT: degrade it (sigma in [0, 1] pixel units, like the original "
-                                   "runner), restore, write restored/degraded/pinv PNGs and print PSNR/SSIM. With "
-                                   "--observed: INPUT is the measurement itself; writes the restoration.")
+                                   "runner), restore, write the restored, degraded and baseline PNGs (bicubic for "
+                                   "super-resolution, Wiener for deblurring, else the pseudo-inverse) and print "
+                                   "PSNR/SSIM of both. With --observed: INPUT is the measurement itself.")
     p.add_argument("input", metavar="INPUT", nargs="?", help="a PNG/JPEG image (or --input-dir)")
     p.add_argument("-o", "--out", "--output-dir", required=True, metavar="OUT_DIR", help="output folder (created)")
     p.add_argument("--task", required=True, choices=tasks.TASKS, help="the task (a manifest may set one per image)")
@@ -42,6 +44,10 @@ def add_parser(sub) -> None:
     p.add_argument("--device", type=device_arg, default=None, help="default: cuda when available, else cpu")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--compare", nargs="?", const="", default=None, metavar="FILE",
+                   help="also write a side-by-side figure (clean | degraded | baseline | DDRM, captioned with "
+                        "PSNR/SSIM): to FILE, or OUT_DIR/<name>_<task>_compare.png; with --input-dir, "
+                        "OUT_DIR/compare/<name>.png per image")
     add_quality_arguments(p)
     add_speed_arguments(p)
     b = p.add_argument_group("directories (a data set; resumable; torchrun shards it over ranks)")
@@ -75,10 +81,10 @@ def restore(args) -> Dict[str, object]:
     if h % divisor or w % divisor:
         raise ValueError(f"image size {w}x{h}: this model needs sides that are multiples of {divisor}")
     out = {"clean": clean}
-    if clean is not None:  # the baseline and the picture of y, on the CPU before the operator moves
-        pinv = op.H_pinv(y)[0]
-        out["degraded"] = tasks.measurement_view(args.task, op, y[0], pinv)
-        out["pinv"] = pinv
+    # the baseline and the picture of y, on the CPU before the operator moves
+    out["baseline_name"], baseline = tasks.baseline(args.task, op, y, sigma)
+    out["baseline"] = baseline[0]
+    out["degraded"] = tasks.measurement_view(args.task, op, y[0], op.H_pinv(y)[0])
     t0 = time.perf_counter()
     with torch.no_grad():
         x = ddrm_sample(model, y.to(device), op.to(device), sigma, steps=args.steps, eta=args.eta,
@@ -87,15 +93,26 @@ def restore(args) -> Dict[str, object]:
     out["seconds"] = time.perf_counter() - t0
     out["restored"] = x[0].cpu()
     if clean is not None:
-        out["scores"] = {"pinv": psnr_ssim(out["pinv"], clean[0]), "ddrm": psnr_ssim(out["restored"], clean[0])}
+        out["scores"] = {"baseline": psnr_ssim(out["baseline"], clean[0]), "ddrm": psnr_ssim(out["restored"], clean[0])}
     return out
 
 
 def _targets(args) -> Dict[str, str]:
-    """The files the one-image command writes: kind -> path."""
+    """The files the one-image command writes: kind -> path (the baseline's file is named after it: bicubic,
+    wiener or pinv)."""
     stem = os.path.splitext(os.path.basename(args.input))[0]
-    kinds = ("restored",) if args.observed else ("restored", "degraded", "pinv")
-    return {k: os.path.join(args.out, f"{stem}_{args.task}_{k}.png") for k in kinds}
+    record = tasks.get(args.task)
+    files = {"restored": f"{stem}_{args.task}_restored.png"}
+    if not args.observed:
+        files["degraded"] = f"{stem}_{args.task}_degraded.png"
+        files["baseline"] = f"{stem}_{args.task}_{_FILE_NAMES.get(record.baseline_name, 'baseline')}.png"
+    files = {k: os.path.join(args.out, v) for k, v in files.items()}
+    if args.compare is not None:
+        files["compare"] = args.compare or os.path.join(args.out, f"{stem}_{args.task}_compare.png")
+    return files
+
+
+_FILE_NAMES = {"bicubic": "bicubic", "Wiener": "wiener", "pseudo-inverse": "pinv"}
 
 
 def _check_targets(args, files: Dict[str, str]) -> None:
@@ -103,6 +120,9 @@ def _check_targets(args, files: Dict[str, str]) -> None:
     are never overwritten."""
     if os.path.lexists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"-o {args.out}: exists and is not a folder")
+    folder = os.path.dirname(files.get("compare", "")) or "."
+    if "compare" in files and os.path.abspath(folder) != os.path.abspath(args.out) and not os.path.isdir(folder):
+        raise ValueError(f"--compare {files['compare']}: folder {folder} does not exist")
     for path in files.values():
         if os.path.lexists(path) and read_png_info(path) is None:
             raise ValueError(f"{path} exists and was not written by ddrm-fast; it is not overwritten (move it away "
@@ -119,6 +139,8 @@ def check_arguments(args) -> None:
                 raise ValueError(f"{flag} is for folders (--input-dir); give --mask for one image")
     elif args.mask is not None:
         raise ValueError("--mask is for one image; give --masks-dir with --input-dir")
+    elif args.compare:
+        raise ValueError("--compare takes no FILE with --input-dir (its figures go to OUT_DIR/compare/)")
     if args.mask is not None and args.task != "inp":
         raise ValueError(f"--mask is for --task inp, not {args.task}")
 
@@ -134,12 +156,18 @@ def main(args) -> int:
         _check_targets(args, files)
         info = {"name": os.path.basename(args.input), "task": args.task, "sigma_y": args.sigma_y, "seed": args.seed}
         for key, path in files.items():
-            write_png(r[key], path, dict(info, kind=key))
+            if key == "compare":
+                panels = comparison_panels(None if r["clean"] is None else r["clean"][0], r["degraded"],
+                                           r["baseline_name"], r["baseline"], r["restored"],
+                                           f"({args.task}, sigma_y {args.sigma_y:g})")
+                write_comparison(panels, path, info)
+            else:
+                write_png(r[key], path, dict(info, kind=key))
     print(f"{args.task}, sigma_y {args.sigma_y}, {args.steps} steps: restored in {r['seconds']:.1f} s")
     if "scores" in r:
-        for name, label in (("pinv", "pseudo-inverse"), ("ddrm", "DDRM")):
-            psnr, ssim = r["scores"][name]
-            print(f"  {label:15s} PSNR {psnr:6.2f} dB  SSIM {ssim:.4f}")
+        (bp, bs), (dp, ds) = r["scores"]["baseline"], r["scores"]["ddrm"]
+        print(f"  {r['baseline_name']:15s} PSNR {bp:6.2f} dB  SSIM {bs:.4f}")
+        print(f"  {'DDRM':15s} PSNR {dp:6.2f} dB  SSIM {ds:.4f}  ({dp - bp:+.2f} dB vs {r['baseline_name']})")
     for path in files.values():
         print(f"  wrote {path}")
     sys.stdout.flush()

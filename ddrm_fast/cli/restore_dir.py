@@ -77,7 +77,7 @@ def main(args) -> int:
                                   observed=args.observed, steps=args.steps, eta=args.eta, eta_b=args.eta_b,
                                   device=device, backend=args.backend, num_workers=args.num_workers, rank=rank,
                                   world=world, progress=not args.no_progress,
-                                  sampler_options=options)
+                                  sampler_options=options, compare=args.compare is not None)
         all_stats = [stats]
         if world > 1:
             all_stats = [None] * world
@@ -86,6 +86,10 @@ def main(args) -> int:
         if rank == 0:
             s = batch.summarize(args.out, all_stats, world)
             psnr = "n/a" if s["mean_psnr"] is None else f"{s['mean_psnr']:.2f} dB over {s['scored']} images"
+            if s["mean_psnr_both"] is not None:
+                both = s["mean_psnr_both"]
+                psnr += (f" (DDRM {both['ddrm']:.2f} dB vs baseline {both['baseline']:.2f} dB, "
+                         f"{both['ddrm'] - both['baseline']:+.2f} dB, over {both['images']})")
             rate = "n/a" if s["images_per_s"] is None else f"{s['images_per_s']:.2f}"
             print(f"{s['images']} images restored ({s['restored_this_run']} this run), {failed_now} failed, "
                   f"mean PSNR {psnr}, {rate} images/s; summary in {os.path.join(args.out, 'summary.json')}")
