@@ -1,15 +1,20 @@
 """DDPM training (Ho et al. 2020, Algorithm 1) of a small ADM UNet on random crops: the embedded default model.
 
-The data are the natural photographs bundled with scikit-image (no download): :data:`TRAIN_PHOTOS` for training,
-:data:`HELDOUT_PHOTOS` kept out for evaluation. Crops are taken at a random scale with random flips.
+The data are the photographs bundled with scikit-image (no download): the colour photos :data:`TRAIN_PHOTOS` and
+the gray photos and textures :data:`TRAIN_GRAY` (as three equal channels, a :data:`GRAY_SHARE` of the crops) for
+training, :data:`HELDOUT_PHOTOS` kept out for evaluation. Crops are taken at a random scale, from the full
+resolution down to the whole photo in one crop, with random horizontal flips.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,19 +24,26 @@ from .files import FolderLock, atomic_write, check_regular, open_regular
 from .models.adm import ADMUNet
 from .models.loader import save
 
-__all__ = ["TRAIN_PHOTOS", "HELDOUT_PHOTOS", "SMALL_ADM", "skimage_photos", "random_crops", "train"]
+__all__ = ["TRAIN_PHOTOS", "TRAIN_GRAY", "GRAY_SHARE", "HELDOUT_PHOTOS", "SMALL_ADM", "skimage_photos",
+           "training_photos", "random_crops", "heldout_loss", "train"]
 
-# scikit-image's bundled colour photographs (skimage.data names; "stereo_motorcycle" gives two views)
-TRAIN_PHOTOS = ("chelsea", "rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry", "retina")
+# scikit-image's bundled colour photographs (skimage.data names; "stereo_motorcycle" gives two views); its
+# astronomy, microscopy and retina images are left out: their colours tint a natural-photo prior
+TRAIN_PHOTOS = ("chelsea", "rocket", "stereo_motorcycle")
+# its gray photographs and textures: edges and textures of natural scenes, without colours to learn wrong
+TRAIN_GRAY = ("camera", "brick", "grass", "gravel", "coins")
+GRAY_SHARE = 0.25
 HELDOUT_PHOTOS = ("astronaut", "coffee")
 
-# the embedded model: a 4-level ADM UNet (scale-shift norm, resblock up/down) with attention at the lowest level
-SMALL_ADM = dict(model_channels=32, out_channels=3, num_res_blocks=1, channel_mult=(1, 2, 2, 2), attention_ds=(8,),
+# the embedded model: a 4-level ADM UNet (scale-shift norm, resblock up/down) with attention at the lowest level;
+# the channels widen where the resolution is low, where parameters cost the least time
+SMALL_ADM = dict(model_channels=32, out_channels=3, num_res_blocks=1, channel_mult=(1, 2, 3, 4), attention_ds=(8,),
                  num_head_channels=32, use_scale_shift_norm=True, resblock_updown=True)
 
 
 def skimage_photos(names: Sequence[str]) -> List[torch.Tensor]:
-    """The named scikit-image photos as float32 (3, H, W) tensors in [-1, 1]."""
+    """The named scikit-image photos as float32 (3, H, W) tensors in [-1, 1]; a gray photo gets three equal
+    channels."""
     try:
         import skimage.data
     except ImportError:
@@ -44,28 +56,42 @@ def skimage_photos(names: Sequence[str]) -> List[torch.Tensor]:
         arrays = fn()
         arrays = [a for a in arrays if getattr(a, "ndim", 0) == 3] if isinstance(arrays, tuple) else [arrays]
         for a in arrays:
-            if a.ndim != 3 or a.shape[2] < 3:
-                raise ValueError(f"skimage.data.{name} is not a colour photo (shape {a.shape})")
+            if a.ndim == 2 and a.dtype.itemsize == 1:
+                a = a[..., None].repeat(3, axis=2)
+            if a.ndim != 3 or a.shape[2] < 3 or a.dtype.itemsize != 1:
+                raise ValueError(f"skimage.data.{name} is not an 8-bit photo (shape {a.shape}, {a.dtype})")
             out.append(torch.from_numpy(a[..., :3].copy()).permute(2, 0, 1).float() / 127.5 - 1)
     return out
 
 
+def training_photos() -> Tuple[List[torch.Tensor], List[float]]:
+    """The training photos and their sampling weights: the colour photos share 1 - GRAY_SHARE of the crops, the
+    gray ones GRAY_SHARE, equally within each group."""
+    colour, gray = skimage_photos(TRAIN_PHOTOS), skimage_photos(TRAIN_GRAY)
+    weights = [(1 - GRAY_SHARE) / len(colour)] * len(colour) + [GRAY_SHARE / len(gray)] * len(gray)
+    return colour + gray, weights
+
+
 def random_crops(images: Sequence[torch.Tensor], size: int, batch: int, generator: torch.Generator,
-                 min_scale: float = 0.5) -> Iterator[torch.Tensor]:
-    """Endless batches (batch, 3, size, size): a uniformly chosen photo, downscaled by a random factor in
-    [min_scale, 1] (antialiased), a random crop, a random horizontal flip."""
+                 weights: Optional[Sequence[float]] = None) -> Iterator[torch.Tensor]:
+    """Endless batches (batch, 3, size, size): a photo chosen with probability ``weights`` (default uniform),
+    downscaled (antialiased) by a factor drawn log-uniformly from [size / its short side, 1] (from the full
+    resolution down to the whole photo's short side in one crop), a random crop, a random horizontal flip."""
     if not images:
         raise ValueError("images: need at least one photo")
+    p = torch.ones(len(images)) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    if p.shape != (len(images),) or not bool((p >= 0).all()) or not float(p.sum()) > 0:
+        raise ValueError(f"weights: need {len(images)} nonnegative weights, not all zero")
     while True:
         crops = []
         for _ in range(batch):
-            img = images[int(torch.randint(len(images), (1,), generator=generator))]
+            img = images[int(torch.multinomial(p, 1, generator=generator))]
             h, w = img.shape[-2:]
-            lo = max(min_scale, size / min(h, w))
-            scale = lo + (1 - lo) * float(torch.rand((), generator=generator))
+            lo = math.log(size / min(h, w))
+            scale = math.exp(lo * float(torch.rand((), generator=generator)))
             if scale < 1:
-                img = F.interpolate(img[None], scale_factor=scale, mode="bilinear", antialias=True,
-                                    align_corners=False)[0]
+                out = (max(size, round(h * scale)), max(size, round(w * scale)))
+                img = F.interpolate(img[None], size=out, mode="bilinear", antialias=True, align_corners=False)[0]
             h, w = img.shape[-2:]
             top = int(torch.randint(h - size + 1, (1,), generator=generator))
             left = int(torch.randint(w - size + 1, (1,), generator=generator))
@@ -76,22 +102,58 @@ def random_crops(images: Sequence[torch.Tensor], size: int, batch: int, generato
         yield torch.stack(crops).clamp(-1, 1)
 
 
+def heldout_loss(model: torch.nn.Module, diffusion: GaussianDiffusion, images: Sequence[torch.Tensor],
+                 crop: int = 64, crops_per_image: int = 4, levels: int = 10, seed: int = 0) -> float:
+    """DDPM's simple loss on fixed crops of ``images`` (the held-out photos at the evaluation's scale, 256 on the
+    short side) at ``levels`` evenly spaced timesteps, with fixed noise: a validation curve for training runs."""
+    g = torch.Generator().manual_seed(seed)
+    batch = []
+    for img in images:
+        s = 256 / min(img.shape[-2:])
+        img = F.interpolate(img[None], scale_factor=s, mode="bilinear", antialias=True, align_corners=False)[0]
+        h, w = img.shape[-2:]
+        for _ in range(crops_per_image):
+            top, left = int(torch.randint(h - crop + 1, (1,), generator=g)), int(torch.randint(w - crop + 1, (1,),
+                                                                                               generator=g))
+            batch.append(img[:, top:top + crop, left:left + crop])
+    x0 = torch.stack(batch).clamp(-1, 1)
+    device = next(model.parameters()).device
+    total = 0.0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for k in range(levels):
+            t = torch.full((len(x0),), (2 * k + 1) * diffusion.num_timesteps // (2 * levels), dtype=torch.long)
+            noise = torch.randn(x0.shape, generator=g)
+            total += float(diffusion.loss(model, x0.to(device), t=t.to(device), noise=noise.to(device)))
+    model.train(was_training)
+    return total / levels
+
+
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
             e.lerp_(p, 1 - decay)
 
 
-def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], out_dir: str, *, steps: int = 2000,
-          batch_size: int = 16, crop: int = 64, lr: float = 2e-4, weight_decay: float = 0.0, ema_decay: float = 0.999,
-          warmup: int = 100, seed: int = 0, checkpoint_every: int = 500, device="cpu", resume: bool = True,
-          progress: bool = True, log: Optional[Callable[[Dict], None]] = None, info: Optional[dict] = None) -> ADMUNet:
-    """Train ``model`` with DDPM's simple loss on random crops of ``images``; returns the EMA model.
+def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], out_dir: str, *,
+          weights: Optional[Sequence[float]] = None, steps: int = 2000, batch_size: int = 16, crop: int = 64,
+          lr: float = 2e-4, weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
+          checkpoint_every: int = 500, device="cpu", bf16: bool = False, resume: bool = False,
+          heldout: Sequence[torch.Tensor] = (), progress: bool = True, log: Optional[Callable[[Dict], None]] = None,
+          info: Optional[dict] = None) -> ADMUNet:
+    """Train ``model`` with DDPM's simple loss on random crops of ``images`` (drawn with ``weights``); returns the
+    EMA model.
 
     Writes ``out_dir/model.safetensors`` (EMA weights, architecture and schedule: loadable with
-    :func:`ddrm_fast.models.load`) and ``out_dir/state.pt`` (weights, EMA, optimizer, step: ``resume`` picks it up)
-    every ``checkpoint_every`` steps and at the end, and appends ``out_dir/log.jsonl``. AdamW with linear warm-up
-    then cosine decay of the learning rate; EMA decay ramps up as min(ema_decay, (1 + k)/(10 + k)).
+    :func:`ddrm_fast.models.load`) and ``out_dir/state.pt`` (weights, EMA, optimizer, step, the crop generator and
+    the recipe) every ``checkpoint_every`` steps, at the end and when interrupted (Ctrl-C), and appends
+    ``out_dir/log.jsonl`` (with :func:`heldout_loss` of the EMA model on ``heldout`` at each checkpoint).
+    ``resume=True`` continues ``out_dir/state.pt`` when there is one (the same recipe: a resumed run draws the
+    crops and noise an uninterrupted one would); without it an existing state is refused, never overwritten.
+    AdamW with linear warm-up then cosine decay of the learning rate; EMA decay ramps up as
+    min(ema_decay, (1 + k)/(10 + k)); ``bf16``: the network runs under bfloat16 autocast (the loss, the optimizer
+    and the weights stay float32).
     """
     if steps < 1 or batch_size < 1 or checkpoint_every < 1:
         raise ValueError(f"steps, batch_size and checkpoint_every must be >= 1, got {steps}, {batch_size}, "
@@ -105,15 +167,18 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         raise ValueError(f"ema_decay must lie in [0, 1) and lr be > 0, got {ema_decay}, {lr}")
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"-o {out_dir}: exists and is not a folder")
+    recipe = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "weight_decay": weight_decay,
+              "ema_decay": ema_decay, "warmup": warmup, "seed": seed, "bf16": bf16, "images": len(images),
+              "weights": [float(w) for w in weights] if weights is not None else None,
+              "config": json.dumps(model.config.__dict__, sort_keys=True, default=list)}
     with FolderLock(out_dir):
-        state = _check_out_dir(out_dir, resume)
-        return _train(model, betas, images, out_dir, state, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
-                      weight_decay=weight_decay, ema_decay=ema_decay, warmup=warmup, seed=seed,
+        state = _check_out_dir(out_dir, resume, recipe)
+        return _train(model, betas, images, weights, out_dir, state, recipe, heldout=heldout,
                       checkpoint_every=checkpoint_every, device=device, progress=progress, log=log, info=info)
 
 
-def _check_out_dir(out_dir: str, resume: bool) -> Optional[dict]:
-    """The training state to resume from (None: start over), after checking that every file the run writes in
+def _check_out_dir(out_dir: str, resume: bool, recipe: dict) -> Optional[dict]:
+    """The training state to resume from (None: start), after checking that every file the run writes in
     ``out_dir`` is absent or one a training run wrote: the user's own files are never overwritten."""
     model_path = os.path.join(out_dir, "model.safetensors")
     if os.path.lexists(model_path):
@@ -139,6 +204,8 @@ def _check_out_dir(out_dir: str, resume: bool) -> Optional[dict]:
             raise ValueError(f"{log_path} exists and is not a ddrm-fast training log; it is not appended to")
     state_path = os.path.join(out_dir, "state.pt")
     if not os.path.lexists(state_path):
+        if os.path.lexists(model_path) and not resume:
+            raise ValueError(f"{model_path} exists (an earlier run); --resume continues it, or choose another -o")
         return None
     try:
         with open_regular(state_path, "training state") as f:
@@ -149,71 +216,113 @@ def _check_out_dir(out_dir: str, resume: bool) -> Optional[dict]:
         raise ValueError(f"{state_path}: not a readable training state ({type(exc).__name__})") from None
     if not (isinstance(state, dict) and {"model", "ema", "opt", "step"} <= set(state)):
         raise ValueError(f"{state_path} exists and is not a ddrm-fast training state; it is not overwritten")
-    return state if resume else None
+    if not resume:
+        raise ValueError(f"{out_dir} holds a training run at step {state['step']}: --resume continues it, or "
+                         f"choose another -o")
+    differ = [k for k in recipe if k in state.get("recipe", {}) and state["recipe"][k] != recipe[k]]
+    if differ or "recipe" not in state:
+        raise ValueError(f"{state_path} was trained with another recipe ({', '.join(differ) or 'unrecorded'}); "
+                         f"resume with the same arguments, or choose another -o")
+    return state
 
 
-def _train(model, betas, images, out_dir, state, *, steps, batch_size, crop, lr, weight_decay, ema_decay, warmup,
-           seed, checkpoint_every, device, progress, log, info) -> ADMUNet:
+def _lr_at(k: int, recipe: dict) -> float:
+    lr, warmup, steps = recipe["lr"], recipe["warmup"], recipe["steps"]
+    if k < warmup:
+        return lr * (k + 1) / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (k - warmup) / max(1, steps - warmup)))
+
+
+def _train(model, betas, images, weights, out_dir, state, recipe, *, heldout, checkpoint_every, device, progress,
+           log, info) -> ADMUNet:
     device = torch.device(device)
     model = model.to(device).train()
     ema = ADMUNet(model.config).to(device).eval()
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     diffusion = GaussianDiffusion(betas)
     state_path = os.path.join(out_dir, "state.pt")
-    start = 0
+    gen = torch.Generator().manual_seed(recipe["seed"])
+    start, seconds = 0, 0.0
     if state is not None:
         try:
             model.load_state_dict(state["model"])
             ema.load_state_dict(state["ema"])
             opt.load_state_dict(state["opt"])
-            start = int(state["step"])
+            gen.set_state(state["generator"])
+            start, seconds = int(state["step"]), float(state.get("seconds", 0.0))
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{state_path}: does not fit this model ({str(exc).splitlines()[0][:160]}); give "
-                             f"another -o or --no-resume") from None
+            raise ValueError(f"{state_path}: does not fit this model ({str(exc).splitlines()[0][:160]}); choose "
+                             f"another -o") from None
         print(f"resuming from {state_path} at step {start}")
-    gen = torch.Generator().manual_seed(seed + start)  # a resumed run continues with fresh, reproducible crops
-    batches = random_crops(images, crop, batch_size, gen)
-
-    def lr_at(k: int) -> float:
-        if k < warmup:
-            return lr * (k + 1) / warmup
-        return lr * 0.5 * (1 + math.cos(math.pi * (k - warmup) / max(1, steps - warmup)))
+    steps, batch_size = recipe["steps"], recipe["batch_size"]
+    batches = random_crops(images, recipe["crop"], batch_size, gen, weights)
+    t0 = time.perf_counter() - seconds
 
     def checkpoint(k: int) -> None:
-        meta = {"training": {**(info or {}), "steps": k, "batch_size": batch_size, "crop": crop, "lr": lr,
-                             "ema_decay": ema_decay, "seed": seed}}
+        meta = {"training": {**(info or {}), "steps": k, "batch_size": batch_size, "crop": recipe["crop"],
+                             "lr": recipe["lr"], "ema_decay": recipe["ema_decay"], "seed": recipe["seed"],
+                             "bf16": recipe["bf16"], "seconds": round(time.perf_counter() - t0)}}
         save(ema, os.path.join(out_dir, "model.safetensors"), betas, **meta)
-        snapshot = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": k}
+        snapshot = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": k,
+                    "generator": gen.get_state(), "recipe": recipe, "seconds": time.perf_counter() - t0}
         atomic_write(state_path, lambda tmp: torch.save(snapshot, tmp))
 
     from tqdm.auto import tqdm
 
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress)
-    t0, running = time.perf_counter(), None
-    with open(os.path.join(out_dir, "log.jsonl"), "a") as logf:
+    running = None
+    with open(os.path.join(out_dir, "log.jsonl"), "a") as logf, _deferred_interrupt() as interrupted:
         for k in bar:
-            for group in opt.param_groups:
-                group["lr"] = lr_at(k)
-            x0 = next(batches).to(device)
-            t = torch.randint(0, diffusion.num_timesteps, (batch_size,), generator=gen).to(device)
-            noise = torch.randn(x0.shape, generator=gen).to(device)
-            loss = diffusion.loss(model, x0, t=t, noise=noise)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            _ema_update(ema, model, min(ema_decay, (1 + k) / (10 + k)))
-            value = float(loss.detach())
-            running = value if running is None else 0.98 * running + 0.02 * value
+            running = _train_step(model, ema, opt, diffusion, next(batches), gen, k, recipe, device, running)
             bar.set_postfix(loss=f"{running:.4f}")
-            if (k + 1) % 50 == 0 or k + 1 == steps:
-                rec = {"step": k + 1, "loss": running, "lr": lr_at(k), "seconds": time.perf_counter() - t0}
+            done = k + 1
+            if done % 50 == 0 or done == steps or done % checkpoint_every == 0:
+                rec = {"step": done, "loss": running, "lr": _lr_at(k, recipe), "seconds": time.perf_counter() - t0}
+                if heldout and (done % checkpoint_every == 0 or done == steps):
+                    rec["heldout_loss"] = heldout_loss(ema, diffusion, heldout, crop=recipe["crop"])
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 if log is not None:
                     log(rec)
-            if (k + 1) % checkpoint_every == 0 or k + 1 == steps:
-                checkpoint(k + 1)
+            if done % checkpoint_every == 0 or done == steps or interrupted:
+                checkpoint(done)
+            if interrupted and done < steps:
+                bar.close()
+                print(f"interrupted: the state after step {done} is saved in {state_path}; --resume continues it")
+                raise KeyboardInterrupt
     return ema
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """While training: Ctrl-C (SIGINT) only sets a flag, read between steps, so that the state saved is that of
+    a whole step (a resumed run then equals an uninterrupted one). Yields the list the handler appends to."""
+    flags: List[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield flags
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: flags.append(signum))
+    try:
+        yield flags
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _train_step(model, ema, opt, diffusion, x0, gen, k, recipe, device, running) -> float:
+    """One optimizer step on the batch x0; returns the running mean of the loss."""
+    for group in opt.param_groups:
+        group["lr"] = _lr_at(k, recipe)
+    x0 = x0.to(device)
+    t = torch.randint(0, diffusion.num_timesteps, (len(x0),), generator=gen).to(device)
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe["bf16"]):  # the loss itself is float32
+        loss = diffusion.loss(model, x0, t=t, noise=noise)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    _ema_update(ema, model, min(recipe["ema_decay"], (1 + k) / (10 + k)))
+    value = float(loss.detach())
+    return value if running is None else 0.98 * running + 0.02 * value

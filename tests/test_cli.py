@@ -114,20 +114,26 @@ def test_unknown_task_is_a_usage_error(small_png, tmp_path, capsys):
     assert len(err) == 1 and "argument --task: invalid choice: 'sr3'" in err[0]
 
 
-def test_train_writes_a_loadable_model_and_resumes(tmp_path, capsys):
+def test_train_writes_a_loadable_model_and_resumes_only_when_asked(tmp_path, capsys):
     from ddrm_fast.models import load
 
     out = str(tmp_path / "run")
-    args = ["train", "-o", out, "--batch-size", "2", "--crop", "16", "--no-progress", "--checkpoint-every", "2"]
-    assert cli(args + ["--steps", "2"]) == 0
+    args = ["train", "-o", out, "--batch-size", "2", "--crop", "16", "--no-progress", "--checkpoint-every", "2",
+            "--steps", "3"]
+    assert cli(args) == 0
     model, betas = load(os.path.join(out, "model.safetensors"))
     assert model.config.model_channels == 32 and betas.numel() == 1000
     capsys.readouterr()
-    assert cli(args + ["--steps", "3"]) == 0  # picks up state.pt at step 2 and runs one more step
-    assert "at step 2" in capsys.readouterr().out
-    steps = [r for r in open(os.path.join(out, "log.jsonl")).read().splitlines()]
+    before = open(os.path.join(out, "state.pt"), "rb").read()
+    assert cli(args) == 2  # an existing run is neither overwritten nor continued without --resume
+    assert "holds a training run at step 3: --resume continues it" in capsys.readouterr().err
+    assert cli(args[:-1] + ["4", "--resume"]) == 2  # another cosine schedule: not the same run
+    assert "another recipe (steps)" in capsys.readouterr().err
+    assert open(os.path.join(out, "state.pt"), "rb").read() == before
+    assert cli(args + ["--resume"]) == 0  # finished: resumes at its last step and has nothing left to do
+    assert "at step 3" in capsys.readouterr().out
     state = torch.load(os.path.join(out, "state.pt"), weights_only=True)
-    assert state["step"] == 3 and len(steps) == 2
+    assert state["step"] == 3 and state["recipe"]["batch_size"] == 2
 
 
 def test_bench_runs_every_mode_on_the_cpu_and_checks_quality(tmp_path, capsys):

@@ -12,9 +12,11 @@ from .args import device_arg, nonnegative_int, positive_float, positive_int, uni
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a small ADM UNet on scikit-image's bundled photos (DDPM loss, EMA)")
+    p = sub.add_parser("train", help="train a small ADM UNet on scikit-image's bundled photos (DDPM loss, EMA)",
+                       description="Checkpoints every --checkpoint-every steps and on Ctrl-C; run the same command "
+                                   "with --resume to continue (the run then equals an uninterrupted one).")
     p.add_argument("-o", "--out", required=True, help="output folder: model.safetensors, state.pt, log.jsonl")
-    p.add_argument("--steps", type=positive_int, default=5000)
+    p.add_argument("--steps", type=positive_int, default=5000, help="total steps of the run (its cosine schedule)")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--crop", type=positive_int, default=64, help="training crop side (a multiple of 8)")
     p.add_argument("--lr", type=positive_float, default=2e-4)
@@ -23,24 +25,30 @@ def add_parser(sub) -> None:
     p.add_argument("--model-channels", type=positive_int, default=training.SMALL_ADM["model_channels"])
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the network (faster on CPUs with "
+                                                       "AVX512-BF16/AMX and on GPUs; weights stay float32)")
     p.add_argument("--checkpoint-every", type=positive_int, default=500)
-    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/state.pt exists")
+    p.add_argument("--resume", action="store_true", help="continue OUT/state.pt (start if there is none)")
     p.add_argument("--no-progress", action="store_true")
 
 
 def main(args) -> int:
     torch.manual_seed(args.seed)
     model = ADMUNet(dict(training.SMALL_ADM, model_channels=args.model_channels))
-    photos = training.skimage_photos(training.TRAIN_PHOTOS)
+    photos, weights = training.training_photos()
+    heldout = training.skimage_photos(training.HELDOUT_PHOTOS)
     betas = get_betas(args.schedule).double()
     params = sum(p.numel() for p in model.parameters())
-    print(f"training a {params / 1e6:.2f}M-parameter ADM UNet on {len(photos)} scikit-image photos "
-          f"({', '.join(training.TRAIN_PHOTOS)}), held out: {', '.join(training.HELDOUT_PHOTOS)}")
-    info = {"data": list(training.TRAIN_PHOTOS), "heldout": list(training.HELDOUT_PHOTOS),
-            "schedule": args.schedule, "device": str(args.device), "torch": torch.__version__}
+    print(f"training a {params / 1e6:.2f}M-parameter ADM UNet on {len(photos)} scikit-image photos: colour "
+          f"{', '.join(training.TRAIN_PHOTOS)}; gray {', '.join(training.TRAIN_GRAY)} ({training.GRAY_SHARE:.0%} "
+          f"of the crops); held out: {', '.join(training.HELDOUT_PHOTOS)}")
+    info = {"data": list(training.TRAIN_PHOTOS), "gray": list(training.TRAIN_GRAY), "gray_share": training.GRAY_SHARE,
+            "heldout": list(training.HELDOUT_PHOTOS), "schedule": args.schedule, "device": str(args.device),
+            "torch": torch.__version__}
     t0 = time.perf_counter()
-    training.train(model, betas, photos, args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
-                   lr=args.lr, ema_decay=args.ema_decay, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                   device=args.device, resume=not args.no_resume, progress=not args.no_progress, info=info)
+    training.train(model, betas, photos, args.out, weights=weights, steps=args.steps, batch_size=args.batch_size,
+                   crop=args.crop, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
+                   checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16, resume=args.resume,
+                   heldout=heldout, progress=not args.no_progress, info=info)
     print(f"done in {time.perf_counter() - t0:.0f} s: {args.out}/model.safetensors")
     return 0

@@ -1,0 +1,96 @@
+"""Training: the data (photos, weights, crops), and runs that resume exactly where an interrupted one stopped."""
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from ddrm_fast import training
+from ddrm_fast.models.adm import ADMUNet
+
+TINY = dict(model_channels=32, out_channels=3, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(),
+            use_scale_shift_norm=True)
+
+
+def _photos():
+    g = torch.Generator().manual_seed(0)
+    return [torch.rand(3, 40, 56, generator=g) * 2 - 1, torch.rand(3, 48, 32, generator=g) * 2 - 1]
+
+
+def test_heldout_photos_are_disjoint_from_the_training_photos():
+    names = set(training.TRAIN_PHOTOS) | set(training.TRAIN_GRAY)
+    assert not names & set(training.HELDOUT_PHOTOS)
+
+
+def test_gray_photos_get_three_equal_channels_and_the_weights_their_share():
+    photos, weights = training.training_photos()
+    n_colour = len(training.skimage_photos(training.TRAIN_PHOTOS))
+    assert len(photos) == len(weights) == n_colour + len(training.TRAIN_GRAY)
+    assert sum(weights[n_colour:]) == pytest.approx(training.GRAY_SHARE)
+    assert sum(weights) == pytest.approx(1.0)
+    for gray in photos[n_colour:]:
+        assert gray.shape[0] == 3 and torch.equal(gray[0], gray[1]) and torch.equal(gray[0], gray[2])
+    assert all(p.min() >= -1 and p.max() <= 1 for p in photos)
+
+
+def test_random_crops_follow_the_weights_and_reach_the_whole_photo():
+    flat = [torch.full((3, 64, 64), -0.5), torch.full((3, 256, 256), 0.5)]
+    g = torch.Generator().manual_seed(0)
+    batch = next(training.random_crops(flat, 32, 4000, g, weights=[0.2, 0.8]))
+    share = float((batch.mean(dim=(1, 2, 3)) > 0).float().mean())
+    assert abs(share - 0.8) < 0.03  # 4000 draws: 3 standard deviations
+    # a log-uniform scale down to the whole photo in one crop: a striped photo's crops see stripes of every width
+    stripes = torch.zeros(3, 256, 256)
+    stripes[:, :, ::2] = 1
+    crops = next(training.random_crops([stripes * 2 - 1], 32, 200, g))
+    contrast = (crops[:, :, :, 1:] - crops[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
+    assert float(contrast.max()) > 1.5 and float(contrast.min()) < 0.5  # full resolution, and blurred to gray
+    with pytest.raises(ValueError, match="weights"):
+        next(training.random_crops(flat, 32, 2, g, weights=[1.0]))
+
+
+def _run(out, steps, resume=False, **kw):
+    torch.manual_seed(0)
+    model = ADMUNet(TINY)
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    return training.train(model, betas, _photos(), str(out), steps=steps, batch_size=2, crop=16, warmup=2,
+                          checkpoint_every=100, progress=False, resume=resume, **kw)
+
+
+def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    whole = _run(tmp_path / "whole", 4).state_dict()
+    step = training._train_step
+
+    def interrupt_after_step_1(*args):
+        out = step(*args)
+        if args[6] == 1:  # k: Ctrl-C arrives in the middle of the run
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(training, "_train_step", interrupt_after_step_1)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "cut", 4)
+    monkeypatch.setattr(training, "_train_step", step)
+    assert torch.load(tmp_path / "cut" / "state.pt", weights_only=True)["step"] == 2
+    with pytest.raises(ValueError, match="--resume continues it"):  # never overwritten without --resume
+        _run(tmp_path / "cut", 4)
+    with pytest.raises(ValueError, match="another recipe .*steps"):
+        _run(tmp_path / "cut", 5, resume=True)
+    resumed = _run(tmp_path / "cut", 4, resume=True).state_dict()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    state = torch.load(tmp_path / "cut" / "state.pt", weights_only=True)
+    assert state["step"] == 4 and state["recipe"]["steps"] == 4
+
+
+def test_checkpoints_log_the_heldout_loss_which_training_lowers(tmp_path):
+    held = [torch.zeros(3, 64, 64)]  # a flat photo: learned within a few steps
+    _run(tmp_path / "r", 40, heldout=held, lr=3e-3)
+    last = [json.loads(line) for line in open(tmp_path / "r" / "log.jsonl")][-1]
+    torch.manual_seed(0)
+    from ddrm_fast.diffusion import GaussianDiffusion
+
+    untrained = training.heldout_loss(ADMUNet(TINY), GaussianDiffusion(torch.linspace(1e-4, 0.02, 1000)), held,
+                                      crop=16)
+    assert last["step"] == 40 and last["heldout_loss"] < 0.5 * untrained
+    assert os.path.exists(tmp_path / "r" / "model.safetensors")
