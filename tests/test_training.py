@@ -19,19 +19,17 @@ def _photos():
 
 
 def test_heldout_photos_are_disjoint_from_the_training_photos():
-    names = set(training.TRAIN_PHOTOS) | set(training.TRAIN_GRAY)
-    assert not names & set(training.HELDOUT_PHOTOS)
+    assert not set(training.TRAIN_PHOTOS) & set(training.HELDOUT_PHOTOS)
 
 
-def test_gray_photos_get_three_equal_channels_and_the_weights_their_share():
-    photos, weights = training.training_photos()
-    n_colour = len(training.skimage_photos(training.TRAIN_PHOTOS))
-    assert len(photos) == len(weights) == n_colour + len(training.TRAIN_GRAY)
-    assert sum(weights[n_colour:]) == pytest.approx(training.GRAY_SHARE)
-    assert sum(weights) == pytest.approx(1.0)
-    for gray in photos[n_colour:]:
-        assert gray.shape[0] == 3 and torch.equal(gray[0], gray[1]) and torch.equal(gray[0], gray[2])
-    assert all(p.min() >= -1 and p.max() <= 1 for p in photos)
+def test_photos_are_colour_in_the_unit_range_and_a_gray_one_gets_three_equal_channels():
+    photos = training.skimage_photos(training.TRAIN_PHOTOS)
+    assert len(photos) == len(training.TRAIN_PHOTOS) + 1  # stereo_motorcycle: two views
+    assert all(p.shape[0] == 3 and p.min() >= -1 and p.max() <= 1 for p in photos)
+    (gray,) = training.skimage_photos(("camera",))
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[0], gray[2])
+    with pytest.raises(ValueError, match="no photo"):
+        training.skimage_photos(("not_a_photo",))
 
 
 def test_random_crops_follow_the_weights_and_reach_the_whole_photo():

@@ -35,18 +35,16 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     torch.manual_seed(args.seed)
     model = ADMUNet(dict(training.SMALL_ADM, model_channels=args.model_channels))
-    photos, weights = training.training_photos()
+    photos = training.skimage_photos(training.TRAIN_PHOTOS)
     heldout = training.skimage_photos(training.HELDOUT_PHOTOS)
     betas = get_betas(args.schedule).double()
     params = sum(p.numel() for p in model.parameters())
-    print(f"training a {params / 1e6:.2f}M-parameter ADM UNet on {len(photos)} scikit-image photos: colour "
-          f"{', '.join(training.TRAIN_PHOTOS)}; gray {', '.join(training.TRAIN_GRAY)} ({training.GRAY_SHARE:.0%} "
-          f"of the crops); held out: {', '.join(training.HELDOUT_PHOTOS)}")
-    info = {"data": list(training.TRAIN_PHOTOS), "gray": list(training.TRAIN_GRAY), "gray_share": training.GRAY_SHARE,
-            "heldout": list(training.HELDOUT_PHOTOS), "schedule": args.schedule, "device": str(args.device),
-            "torch": torch.__version__}
+    print(f"training a {params / 1e6:.2f}M-parameter ADM UNet on {len(photos)} scikit-image images "
+          f"({', '.join(training.TRAIN_PHOTOS)}), held out: {', '.join(training.HELDOUT_PHOTOS)}")
+    info = {"data": list(training.TRAIN_PHOTOS), "heldout": list(training.HELDOUT_PHOTOS), "schedule": args.schedule,
+            "device": str(args.device), "torch": torch.__version__}
     t0 = time.perf_counter()
-    training.train(model, betas, photos, args.out, weights=weights, steps=args.steps, batch_size=args.batch_size,
+    training.train(model, betas, photos, args.out, steps=args.steps, batch_size=args.batch_size,
                    crop=args.crop, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
                    checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16, resume=args.resume,
                    heldout=heldout, progress=not args.no_progress, info=info)
