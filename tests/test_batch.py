@@ -410,6 +410,7 @@ def test_a_file_that_is_no_manifest_at_all_is_a_bad_invocation(tmp_path, manifes
     ("--eta", 2, "argument --eta: must lie in [0, 1], got 2.0"),
     ("--steps", 100000, "steps (100000) cannot exceed the number of diffusion timesteps (1000)"),
     ("--batch-size", 0, "argument --batch-size: must be >= 1, got 0"),
+    ("--compare", "fig.png", "--compare takes no FILE with --input-dir"),
 ])
 def test_folder_arguments_are_checked_before_any_image_is_read(tmp_path, monkeypatch, capsys, flag, value, message):
     inp = _dataset(tmp_path / "in", n=2)
