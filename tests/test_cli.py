@@ -66,7 +66,11 @@ def test_restore_observed_low_res_gives_the_large_image(tmp_path, capsys):
     Image.open(EXAMPLE).resize((16, 8)).save(low)
     assert cli(["restore", str(low), "--task", "sr4", "--observed", "--steps", "3", "-o", str(tmp_path / "o"),
                 "--no-progress"]) == 0
-    assert os.listdir(tmp_path / "o") == ["low_sr4_restored.png"]
+    assert sorted(os.listdir(tmp_path / "o")) == ["low_sr4_bicubic.png", "low_sr4_restored.png"]
+    bicubic = np.asarray(Image.open(tmp_path / "o" / "low_sr4_bicubic.png")).astype(float)
+    low = torch.from_numpy(np.asarray(Image.open(low))).permute(2, 0, 1).float()[None]
+    want = torch.nn.functional.interpolate(low, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 255)
+    assert np.abs(bicubic - want[0].permute(1, 2, 0).numpy()).max() <= 1  # 8-bit rounding only
     assert Image.open(tmp_path / "o" / "low_sr4_restored.png").size == (64, 32)
 
 

@@ -103,9 +103,9 @@ def _targets(args) -> Dict[str, str]:
     stem = os.path.splitext(os.path.basename(args.input))[0]
     record = tasks.get(args.task)
     files = {"restored": f"{stem}_{args.task}_restored.png"}
-    if not args.observed:
+    if not args.observed:  # an observed input is the degraded image itself
         files["degraded"] = f"{stem}_{args.task}_degraded.png"
-        files["baseline"] = f"{stem}_{args.task}_{_FILE_NAMES.get(record.baseline_name, 'baseline')}.png"
+    files["baseline"] = f"{stem}_{args.task}_{_FILE_NAMES.get(record.baseline_name, 'baseline')}.png"
     files = {k: os.path.join(args.out, v) for k, v in files.items()}
     if args.compare is not None:
         files["compare"] = args.compare or os.path.join(args.out, f"{stem}_{args.task}_compare.png")
