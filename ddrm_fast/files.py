@@ -86,10 +86,18 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     tmp = os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}.{name}")
     try:
         write(tmp)
+        # the permissions of a file created by open(path, "w"), whatever the writer chose (safetensors: 0600)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.lexists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: set it back at once
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str, text: str) -> None:

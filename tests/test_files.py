@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+import torch
+
 from ddrm_fast import files
 
 
@@ -111,3 +113,12 @@ def test_folder_lock_keeps_a_second_process_out_and_dies_with_its_holder(tmp_pat
             pass
         assert os.listdir(out) == [files.LOCK_NAME]
     assert os.listdir(out) == []  # removed on release
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    files.atomic_write(str(tmp_path / "m.safetensors"), lambda tmp: save_file({"a": torch.zeros(1)}, tmp))
+    assert os.stat(tmp_path / "m.safetensors").st_mode == os.stat(plain).st_mode  # safetensors alone gives 0600
