@@ -16,10 +16,10 @@ def add_parser(sub) -> None:
                        description="Checkpoints every --checkpoint-every steps and on Ctrl-C; run the same command "
                                    "with --resume to continue (the run then equals an uninterrupted one).")
     p.add_argument("-o", "--out", required=True, help="output folder: model.safetensors, state.pt, log.jsonl")
-    p.add_argument("--steps", type=positive_int, default=5000, help="total steps of the run (its cosine schedule)")
+    p.add_argument("--steps", type=positive_int, default=6000, help="total steps of the run (its cosine schedule)")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--crop", type=positive_int, default=64, help="training crop side (a multiple of 8)")
-    p.add_argument("--lr", type=positive_float, default=2e-4)
+    p.add_argument("--lr", type=positive_float, default=4e-4)
     p.add_argument("--ema-decay", type=unit_float, default=0.999)
     p.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
     p.add_argument("--model-channels", type=positive_int, default=training.SMALL_ADM["model_channels"])
