@@ -32,9 +32,8 @@ __all__ = ["TRAIN_PHOTOS", "HELDOUT_PHOTOS", "SMALL_ADM", "skimage_photos", "ran
 TRAIN_PHOTOS = ("chelsea", "rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry", "retina")
 HELDOUT_PHOTOS = ("astronaut", "coffee")
 
-# the embedded model: a 4-level ADM UNet (scale-shift norm, resblock up/down) with attention at the lowest level;
-# the channels widen where the resolution is low, where parameters cost the least time
-SMALL_ADM = dict(model_channels=32, out_channels=3, num_res_blocks=1, channel_mult=(1, 2, 3, 4), attention_ds=(8,),
+# the embedded model: a 4-level ADM UNet (scale-shift norm, resblock up/down) with attention at the lowest level
+SMALL_ADM = dict(model_channels=32, out_channels=3, num_res_blocks=1, channel_mult=(1, 2, 2, 2), attention_ds=(8,),
                  num_head_channels=32, use_scale_shift_norm=True, resblock_updown=True)
 
 
@@ -62,25 +61,29 @@ def skimage_photos(names: Sequence[str]) -> List[torch.Tensor]:
 
 
 def random_crops(images: Sequence[torch.Tensor], size: int, batch: int, generator: torch.Generator,
-                 weights: Optional[Sequence[float]] = None) -> Iterator[torch.Tensor]:
-    """Endless batches (batch, 3, size, size): a photo chosen with probability ``weights`` (default uniform),
-    downscaled (antialiased) by a factor drawn log-uniformly from [size / its short side, 1] (from the full
-    resolution down to the whole photo's short side in one crop), a random crop, a random horizontal flip."""
+                 min_scale: float = 0.5, weights: Optional[Sequence[float]] = None) -> Iterator[torch.Tensor]:
+    """Endless batches (batch, 3, size, size): a photo chosen uniformly (or with probability ``weights``),
+    downscaled (antialiased) by a factor drawn uniformly from [max(min_scale, size / its short side), 1] (``min_scale``
+    0: down to the whole photo's short side in one crop), a random crop, a random horizontal flip."""
     if not images:
         raise ValueError("images: need at least one photo")
-    p = torch.ones(len(images)) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-    if p.shape != (len(images),) or not bool((p >= 0).all()) or not float(p.sum()) > 0:
+    if not 0 <= min_scale <= 1:
+        raise ValueError(f"min_scale must lie in [0, 1], got {min_scale}")
+    p = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    if p is not None and (p.shape != (len(images),) or not bool((p >= 0).all()) or not float(p.sum()) > 0):
         raise ValueError(f"weights: need {len(images)} nonnegative weights, not all zero")
     while True:
         crops = []
         for _ in range(batch):
-            img = images[int(torch.multinomial(p, 1, generator=generator))]
+            pick = torch.randint(len(images), (1,), generator=generator) if p is None else \
+                torch.multinomial(p, 1, generator=generator)
+            img = images[int(pick)]
             h, w = img.shape[-2:]
-            lo = math.log(size / min(h, w))
-            scale = math.exp(lo * float(torch.rand((), generator=generator)))
+            lo = max(min_scale, size / min(h, w))
+            scale = lo + (1 - lo) * float(torch.rand((), generator=generator))
             if scale < 1:
-                out = (max(size, round(h * scale)), max(size, round(w * scale)))
-                img = F.interpolate(img[None], size=out, mode="bilinear", antialias=True, align_corners=False)[0]
+                img = F.interpolate(img[None], scale_factor=scale, mode="bilinear", antialias=True,
+                                    align_corners=False)[0]
             h, w = img.shape[-2:]
             top = int(torch.randint(h - size + 1, (1,), generator=generator))
             left = int(torch.randint(w - size + 1, (1,), generator=generator))
@@ -126,13 +129,14 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 
 def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], out_dir: str, *,
-          weights: Optional[Sequence[float]] = None, steps: int = 2000, batch_size: int = 16, crop: int = 64,
+          weights: Optional[Sequence[float]] = None, min_scale: float = 0.5, steps: int = 2000,
+          batch_size: int = 16, crop: int = 64,
           lr: float = 2e-4, weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
           checkpoint_every: int = 500, device="cpu", bf16: bool = False, resume: bool = False,
           heldout: Sequence[torch.Tensor] = (), progress: bool = True, log: Optional[Callable[[Dict], None]] = None,
           info: Optional[dict] = None) -> ADMUNet:
-    """Train ``model`` with DDPM's simple loss on random crops of ``images`` (drawn with ``weights``); returns the
-    EMA model.
+    """Train ``model`` with DDPM's simple loss on random crops of ``images`` (:func:`random_crops` with
+    ``min_scale`` and ``weights``); returns the EMA model.
 
     Writes ``out_dir/model.safetensors`` (EMA weights, architecture and schedule: loadable with
     :func:`ddrm_fast.models.load`) and ``out_dir/state.pt`` (weights, EMA, optimizer, step, the crop generator and
@@ -158,7 +162,7 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         raise ValueError(f"-o {out_dir}: exists and is not a folder")
     recipe = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "weight_decay": weight_decay,
               "ema_decay": ema_decay, "warmup": warmup, "seed": seed, "bf16": bf16, "images": len(images),
-              "weights": [float(w) for w in weights] if weights is not None else None,
+              "weights": [float(w) for w in weights] if weights is not None else None, "min_scale": min_scale,
               "config": json.dumps(model.config.__dict__, sort_keys=True, default=list)}
     with FolderLock(out_dir):
         state = _check_out_dir(out_dir, resume, recipe)
@@ -246,13 +250,14 @@ def _train(model, betas, images, weights, out_dir, state, recipe, *, heldout, ch
                              f"another -o") from None
         print(f"resuming from {state_path} at step {start}")
     steps, batch_size = recipe["steps"], recipe["batch_size"]
-    batches = random_crops(images, recipe["crop"], batch_size, gen, weights)
+    batches = random_crops(images, recipe["crop"], batch_size, gen, recipe["min_scale"], weights)
     t0 = time.perf_counter() - seconds
 
     def checkpoint(k: int) -> None:
         meta = {"training": {**(info or {}), "steps": k, "batch_size": batch_size, "crop": recipe["crop"],
                              "lr": recipe["lr"], "ema_decay": recipe["ema_decay"], "seed": recipe["seed"],
-                             "bf16": recipe["bf16"], "seconds": round(time.perf_counter() - t0)}}
+                             "bf16": recipe["bf16"], "min_scale": recipe["min_scale"],
+                             "seconds": round(time.perf_counter() - t0)}}
         save(ema, os.path.join(out_dir, "model.safetensors"), betas, **meta)
         snapshot = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": k,
                     "generator": gen.get_state(), "recipe": recipe, "seconds": time.perf_counter() - t0}

