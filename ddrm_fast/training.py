@@ -1,8 +1,7 @@
 """DDPM training (Ho et al. 2020, Algorithm 1) of a small ADM UNet on random crops: the embedded default model.
 
 The data are the colour images bundled with scikit-image (no download): :data:`TRAIN_PHOTOS` for training,
-:data:`HELDOUT_PHOTOS` kept out for evaluation. Crops are taken at a random scale, from the full resolution down to
-the whole photo in one crop, with random horizontal flips.
+:data:`HELDOUT_PHOTOS` kept out for evaluation. Crops are taken at a random scale with random horizontal flips.
 """
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +37,7 @@ SMALL_ADM = dict(model_channels=32, out_channels=3, num_res_blocks=1, channel_mu
 
 
 def skimage_photos(names: Sequence[str]) -> List[torch.Tensor]:
-    """The named scikit-image photos as float32 (3, H, W) tensors in [-1, 1]; a gray photo gets three equal
-    channels."""
+    """The named scikit-image photos as float32 (3, H, W) tensors in [-1, 1]."""
     try:
         import skimage.data
     except ImportError:
@@ -52,32 +50,24 @@ def skimage_photos(names: Sequence[str]) -> List[torch.Tensor]:
         arrays = fn()
         arrays = [a for a in arrays if getattr(a, "ndim", 0) == 3] if isinstance(arrays, tuple) else [arrays]
         for a in arrays:
-            if a.ndim == 2 and a.dtype.itemsize == 1:
-                a = a[..., None].repeat(3, axis=2)
-            if a.ndim != 3 or a.shape[2] < 3 or a.dtype.itemsize != 1:
-                raise ValueError(f"skimage.data.{name} is not an 8-bit photo (shape {a.shape}, {a.dtype})")
+            if a.ndim != 3 or a.shape[2] < 3:
+                raise ValueError(f"skimage.data.{name} is not a colour photo (shape {a.shape})")
             out.append(torch.from_numpy(a[..., :3].copy()).permute(2, 0, 1).float() / 127.5 - 1)
     return out
 
 
 def random_crops(images: Sequence[torch.Tensor], size: int, batch: int, generator: torch.Generator,
-                 min_scale: float = 0.5, weights: Optional[Sequence[float]] = None) -> Iterator[torch.Tensor]:
-    """Endless batches (batch, 3, size, size): a photo chosen uniformly (or with probability ``weights``),
-    downscaled (antialiased) by a factor drawn uniformly from [max(min_scale, size / its short side), 1] (``min_scale``
+                 min_scale: float = 0.5) -> Iterator[torch.Tensor]:
+    """Endless batches (batch, 3, size, size): a uniformly chosen photo, downscaled (antialiased) by a factor drawn uniformly from [max(min_scale, size / its short side), 1] (``min_scale``
     0: down to the whole photo's short side in one crop), a random crop, a random horizontal flip."""
     if not images:
         raise ValueError("images: need at least one photo")
     if not 0 <= min_scale <= 1:
         raise ValueError(f"min_scale must lie in [0, 1], got {min_scale}")
-    p = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-    if p is not None and (p.shape != (len(images),) or not bool((p >= 0).all()) or not float(p.sum()) > 0):
-        raise ValueError(f"weights: need {len(images)} nonnegative weights, not all zero")
     while True:
         crops = []
         for _ in range(batch):
-            pick = torch.randint(len(images), (1,), generator=generator) if p is None else \
-                torch.multinomial(p, 1, generator=generator)
-            img = images[int(pick)]
+            img = images[int(torch.randint(len(images), (1,), generator=generator))]
             h, w = img.shape[-2:]
             lo = max(min_scale, size / min(h, w))
             scale = lo + (1 - lo) * float(torch.rand((), generator=generator))
@@ -129,14 +119,12 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 
 def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], out_dir: str, *,
-          weights: Optional[Sequence[float]] = None, min_scale: float = 0.5, steps: int = 2000,
-          batch_size: int = 16, crop: int = 64,
-          lr: float = 2e-4, weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
+          min_scale: float = 0.5, steps: int = 2000, batch_size: int = 16, crop: int = 64, lr: float = 2e-4, weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
           checkpoint_every: int = 500, device="cpu", bf16: bool = False, resume: bool = False,
           heldout: Sequence[torch.Tensor] = (), progress: bool = True, log: Optional[Callable[[Dict], None]] = None,
           info: Optional[dict] = None) -> ADMUNet:
     """Train ``model`` with DDPM's simple loss on random crops of ``images`` (:func:`random_crops` with
-    ``min_scale`` and ``weights``); returns the EMA model.
+    ``min_scale``); returns the EMA model.
 
     Writes ``out_dir/model.safetensors`` (EMA weights, architecture and schedule: loadable with
     :func:`ddrm_fast.models.load`) and ``out_dir/state.pt`` (weights, EMA, optimizer, step, the crop generator and
@@ -162,11 +150,11 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         raise ValueError(f"-o {out_dir}: exists and is not a folder")
     recipe = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "weight_decay": weight_decay,
               "ema_decay": ema_decay, "warmup": warmup, "seed": seed, "bf16": bf16, "images": len(images),
-              "weights": [float(w) for w in weights] if weights is not None else None, "min_scale": min_scale,
+              "min_scale": min_scale,
               "config": json.dumps(model.config.__dict__, sort_keys=True, default=list)}
     with FolderLock(out_dir):
         state = _check_out_dir(out_dir, resume, recipe)
-        return _train(model, betas, images, weights, out_dir, state, recipe, heldout=heldout,
+        return _train(model, betas, images, out_dir, state, recipe, heldout=heldout,
                       checkpoint_every=checkpoint_every, device=device, progress=progress, log=log, info=info)
 
 
@@ -226,7 +214,7 @@ def _lr_at(k: int, recipe: dict) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * (k - warmup) / max(1, steps - warmup)))
 
 
-def _train(model, betas, images, weights, out_dir, state, recipe, *, heldout, checkpoint_every, device, progress,
+def _train(model, betas, images, out_dir, state, recipe, *, heldout, checkpoint_every, device, progress,
            log, info) -> ADMUNet:
     device = torch.device(device)
     model = model.to(device).train()
@@ -250,14 +238,13 @@ def _train(model, betas, images, weights, out_dir, state, recipe, *, heldout, ch
                              f"another -o") from None
         print(f"resuming from {state_path} at step {start}")
     steps, batch_size = recipe["steps"], recipe["batch_size"]
-    batches = random_crops(images, recipe["crop"], batch_size, gen, recipe["min_scale"], weights)
+    batches = random_crops(images, recipe["crop"], batch_size, gen, recipe["min_scale"])
     t0 = time.perf_counter() - seconds
 
     def checkpoint(k: int) -> None:
-        meta = {"training": {**(info or {}), "steps": k, "batch_size": batch_size, "crop": recipe["crop"],
-                             "lr": recipe["lr"], "ema_decay": recipe["ema_decay"], "seed": recipe["seed"],
-                             "bf16": recipe["bf16"], "min_scale": recipe["min_scale"],
-                             "seconds": round(time.perf_counter() - t0)}}
+        # the model file records its recipe (the architecture it records itself), the steps it had and its time
+        recipe_meta = {key: v for key, v in recipe.items() if key != "config"}
+        meta = {"training": {**(info or {}), **recipe_meta, "steps": k, "seconds": round(time.perf_counter() - t0)}}
         save(ema, os.path.join(out_dir, "model.safetensors"), betas, **meta)
         snapshot = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": k,
                     "generator": gen.get_state(), "recipe": recipe, "seconds": time.perf_counter() - t0}
