@@ -341,7 +341,7 @@ class _Job:
 
     def fail(self, it: Item, reason: str) -> None:
         self.stats["failed"] += 1
-        self.log({**rec_of(it), "status": "error", "error": reason, "rank": self.rank})
+        self.log({**_item_record(it), "status": "error", "error": reason, "rank": self.rank})
         print(f"ddrm-fast: {it.name}: {reason}", file=sys.stderr, flush=True)
 
     def run(self, group: List[tuple]) -> None:
@@ -382,7 +382,7 @@ class _Job:
         self.stats["sampler_s"] += seconds
         t1 = time.perf_counter()
         for (it, op_i, y_i, sigma_i, clean, _), xi in zip(group, x):
-            rec = {**rec_of(it), "status": "ok", "seconds": seconds / len(group), "batch": len(group),
+            rec = {**_item_record(it), "status": "ok", "seconds": seconds / len(group), "batch": len(group),
                    "rank": self.rank}
             try:  # the scores travel inside the PNG: a resumed job reports them even if this line is cut off
                 panels = self.score(rec, it, op_i, y_i, sigma_i, clean, xi)
@@ -417,7 +417,7 @@ class _Job:
         if os.path.lexists(path) and read_png_info(path) is None:
             raise ValueError(f"compare/{it.stem}.png exists and was not written by ddrm-fast; not overwritten")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_comparison(panels, path, _png_info(rec_of(it)))
+        write_comparison(panels, path, _png_info(_item_record(it)))
 
     def done(self, rec: dict, this_run: bool = True) -> None:
         """Report a finished image (``this_run`` False: one a killed run finished, recovered now)."""
@@ -428,17 +428,18 @@ class _Job:
         self.log(rec)
 
 
-def _png_info(rec: dict) -> dict:
-    """What a restored PNG records of itself: the item and its scores."""
-    return {k: rec[k] for k in ("name", "task", "sigma_y", "seed") + _SCORES if k in rec}
-
-
+#: what a report line and a restored PNG record of an image's quality (DDRM's, and its task's baseline's)
 _SCORES = ("psnr", "ssim", "baseline", "psnr_baseline", "ssim_baseline")
 
 
-def rec_of(it: Item) -> dict:
+def _item_record(it: Item) -> dict:
     """The item's identity, as its report line and PNG begin."""
     return {"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed}
+
+
+def _png_info(rec: dict) -> dict:
+    """What a restored PNG records of itself: the item and its scores."""
+    return {k: rec[k] for k in ("name", "task", "sigma_y", "seed") + _SCORES if k in rec}
 
 
 def _identity(batch):
@@ -478,8 +479,8 @@ def _finished(out_dir: str, report_path: str, items: List[Item], job: "_Job") ->
             job.fail(it, f"{path} exists and was not written by ddrm-fast for this image; it is left as it is "
                          f"(move it away or choose another --output-dir)")
         elif it.name not in reported:
-            job.done({"name": it.name, "task": it.task, "sigma_y": it.sigma_y, "seed": it.seed, "status": "ok",
-                      "recovered": True, "rank": job.rank, **{k: info[k] for k in _SCORES if k in info}},
+            job.done({**_item_record(it), "status": "ok", "recovered": True, "rank": job.rank,
+                      **{k: info[k] for k in _SCORES if k in info}},
                      this_run=False)
     return todo
 

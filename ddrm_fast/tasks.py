@@ -40,9 +40,8 @@ def wiener(op: O.LinearOperator, y: torch.Tensor, sigma: float) -> torch.Tensor:
     """Wiener deconvolution with a white prior of std WIENER_SIGNAL_STD, in the operator's singular basis:
     V diag(s / (s^2 + (sigma / std)^2)) U^T y (the pseudo-inverse when sigma = 0): the deblurring baseline."""
     uty, s = op.Ut(y), op.singulars()
-    gain = s / (s * s + (sigma / WIENER_SIGNAL_STD) ** 2)
-    ybar = torch.where(s > 0, uty * torch.where(s > 0, gain, torch.zeros_like(s)), torch.zeros_like(uty))
-    return op.V(op.add_zeros(ybar)).reshape(uty.shape[0], *op.image_shape)
+    gain = torch.where(s > 0, s / (s * s + (sigma / WIENER_SIGNAL_STD) ** 2), torch.zeros_like(s))  # 0/0 -> 0
+    return op.V(op.add_zeros(uty * gain)).reshape(uty.shape[0], *op.image_shape)
 
 
 @dataclass(frozen=True)
