@@ -551,3 +551,10 @@ def test_folder_jobs_score_the_baseline_and_write_comparisons_on_request(tmp_pat
     both = summary["mean_psnr_both"]
     assert both["images"] == 2 and both["ddrm"] == pytest.approx(np.mean([r["psnr"] for r in _report(out)[:2]]))
     assert both["baseline"] == pytest.approx(np.mean([r["psnr_baseline"] for r in _report(out)[:2]]))
+    # a line without the baseline's scores (an earlier version's): the DDRM-vs-baseline mean leaves that image out
+    first, second = _report(out)[:2]
+    (out / "report.jsonl").write_text(json.dumps({k: v for k, v in first.items() if "baseline" not in k}) + "\n" +
+                                      json.dumps(second) + "\n")
+    summary = batch.summarize(str(out), [dict(_run(inp, out, compare=True), load_s=0.0)], 1)
+    assert summary["scored"] == 2 and summary["mean_psnr_both"] == {
+        "ddrm": second["psnr"], "baseline": second["psnr_baseline"], "images": 1}
