@@ -120,7 +120,7 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], out_dir: str, *,
           min_scale: float = 0.5, steps: int = 2000, batch_size: int = 16, crop: int = 64, lr: float = 2e-4, weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
-          checkpoint_every: int = 500, device="cpu", bf16: bool = False, resume: bool = False,
+          checkpoint_every: int = 500, device="cpu", bf16: bool = False, resume: bool = False, init: str = "",
           heldout: Sequence[torch.Tensor] = (), progress: bool = True, log: Optional[Callable[[Dict], None]] = None,
           info: Optional[dict] = None) -> ADMUNet:
     """Train ``model`` with DDPM's simple loss on random crops of ``images`` (:func:`random_crops` with
@@ -134,7 +134,9 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
     crops and noise an uninterrupted one would); without it an existing state is refused, never overwritten.
     AdamW with linear warm-up then cosine decay of the learning rate; EMA decay ramps up as
     min(ema_decay, (1 + k)/(10 + k)); ``bf16``: the network runs under bfloat16 autocast (the loss, the optimizer
-    and the weights stay float32).
+    and the weights stay float32). ``init``: names the weights ``model`` arrives with when they are not a fresh
+    initialisation (fine-tuning: the SHA-256 of their file); it is part of the recipe, so a resume starts from the
+    same weights.
     """
     if steps < 1 or batch_size < 1 or checkpoint_every < 1:
         raise ValueError(f"steps, batch_size and checkpoint_every must be >= 1, got {steps}, {batch_size}, "
@@ -150,7 +152,7 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         raise ValueError(f"-o {out_dir}: exists and is not a folder")
     recipe = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "weight_decay": weight_decay,
               "ema_decay": ema_decay, "warmup": warmup, "seed": seed, "bf16": bf16, "images": len(images),
-              "min_scale": min_scale,
+              "min_scale": min_scale, "init_sha256": init,
               "config": json.dumps(model.config.__dict__, sort_keys=True, default=list)}
     with FolderLock(out_dir):
         state = _check_out_dir(out_dir, resume, recipe)

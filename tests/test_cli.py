@@ -275,6 +275,33 @@ def _tree(root):
     return out
 
 
+def test_train_init_fine_tunes_the_weights_of_a_model_file_and_records_them(tmp_path, capsys):
+    import hashlib
+
+    from ddrm_fast.models import ADMUNet, load, metadata, save
+
+    torch.manual_seed(1)
+    start = ADMUNet(dict(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=()))
+    path = str(tmp_path / "start.safetensors")
+    save(start, path, torch.linspace(2e-4, 0.03, 500), training={"steps": 7})
+    args = ["train", "-o", str(tmp_path / "ft"), "--init", path, "--steps", "1", "--lr", "1e-12", "--batch-size",
+            "1", "--crop", "16", "--no-progress"]
+    assert cli(args) == 0
+    out = os.path.join(tmp_path, "ft", "model.safetensors")
+    model, betas = load(out)
+    # a learning rate of 1e-12: the weights are the file's (a fresh initialisation would differ everywhere)
+    assert model.config.channel_mult == (1, 2) and torch.equal(betas, torch.linspace(2e-4, 0.03, 500).double())
+    for key, value in start.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=1e-6, msg=key)
+    lineage = metadata(out)["training"]["init"]
+    assert lineage == {"file": "start.safetensors", "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
+                       "training": {"steps": 7}}
+    capsys.readouterr()
+    save(ADMUNet(start.config), path, torch.linspace(2e-4, 0.03, 500))  # other weights under the same name
+    assert cli(args + ["--resume"]) == 2  # a resume starts from the same weights or not at all
+    assert "another recipe (init_sha256)" in capsys.readouterr().err
+
+
 _R = ["restore", "{ws}/face.png", "--task", "deno", "-o", "{ws}/o", "--no-progress", "--steps", "2",
       "--model", "{ws}/tiny.safetensors"]
 _D = ["restore", "--input-dir", "{ws}/in", "-o", "{ws}/o", "--task", "deno", "--no-progress", "--steps", "2",
@@ -326,6 +353,11 @@ BAD_INVOCATIONS = [  # (argv, the line's words)
     (_set(_T, "--crop", "12"), "crop must be a positive multiple of 8 for this UNet, got 12"),
     (_set(_T, "-o", "{ws}/trainout"), "{ws}/trainout/model.safetensors exists and was not written by ddrm-fast"),
     (_set(_T, "--device", "quantum"), "argument --device: not a device: 'quantum'"),
+    (_set(_T, "--init", "{ws}/missing.pt"), "--init {ws}/missing.pt: no such file"),
+    (_set(_T, "--init", "{ws}/fifo.pt"), "--init {ws}/fifo.pt: a FIFO, not a regular file"),
+    (_set(_T, "--init", "{ws}/crafted_rank.pt"), "time_embed.0.weight has shape (4,)"),
+    (_set(_set(_T, "--init", "{ws}/tiny.safetensors"), "--model-channels", "16"),
+     "--init: the architecture and schedule come from that file; drop --model-channels and --schedule"),
     (_set(_B, "--batch", "0"), "argument --batch: must be >= 1, got 0"),
     (_set(_B, "--batch", "x"), "argument --batch: an integer expected, got 'x'"),
     (_set(_B, "--modes", "reference,warp"), "--modes: unknown warp"),

@@ -8,7 +8,7 @@
 from .adm import ADM_PRESETS, ADMConfig, ADMUNet, ClassConditional
 from .analytic import GaussianPriorEps
 from .ddpm import DDPM_PRESETS, DDPMConfig, DDPMUNet
-from .loader import CheckpointError, Loaded, default_model, load, save
+from .loader import CheckpointError, Loaded, default_model, load, metadata, save
 
 __all__ = ["ADMUNet", "ClassConditional", "ADMConfig", "ADM_PRESETS", "DDPMUNet", "DDPMConfig", "DDPM_PRESETS", "GaussianPriorEps",
-           "load", "save", "default_model", "Loaded", "CheckpointError"]
+           "load", "save", "metadata", "default_model", "Loaded", "CheckpointError"]

@@ -28,7 +28,7 @@ from ._config import resolve_config
 from .adm import ADMConfig, ADMUNet
 from .ddpm import DDPMConfig, DDPMUNet
 
-__all__ = ["load", "save", "default_model", "Loaded", "CheckpointError", "infer_adm_config", "infer_ddpm_config"]
+__all__ = ["load", "save", "metadata", "default_model", "Loaded", "CheckpointError", "infer_adm_config", "infer_ddpm_config"]
 
 PathLike = Union[str, os.PathLike]
 _META_KEY = "ddrm_fast"
@@ -425,6 +425,26 @@ def save(model: nn.Module, path: PathLike, betas: torch.Tensor, **info) -> None:
             "betas": torch.as_tensor(betas, dtype=torch.float64).tolist(), **info}
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(os.fspath(path), lambda tmp: save_file(state, tmp, metadata={_META_KEY: json.dumps(meta)}))
+
+
+def metadata(path: PathLike) -> dict:
+    """What ddrm_fast recorded in a model file it saved (``arch``, ``config``, ``betas``, ``training``, ...), checked
+    as :func:`load` checks it; ``{}`` for other files."""
+    path = os.fspath(path)
+    try:
+        check_regular(path, "model file")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    if not path.endswith(".safetensors"):
+        return {}
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - as in _read_tensors
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+    return _metadata(meta, path)
 
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "small_adm.safetensors")
