@@ -20,28 +20,16 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ddrm_fast import ddrm_sample, tasks
 from ddrm_fast.figures import full_size
 from ddrm_fast.imageio import to_uint8
 from ddrm_fast.metrics import psnr_ssim
 from ddrm_fast.cli.restore import load_model
-from ddrm_fast.training import HELDOUT_PHOTOS, skimage_photos
+from ddrm_fast.training import HELDOUT_PHOTOS, heldout_photos
 
 TASKS = ("deno", "inp", "sr4", "color", "deblur_uni")
 SIGMAS = (0.0, 0.05)
-
-
-def heldout(short_side: int = 256):
-    out = {}
-    for name, img in zip(HELDOUT_PHOTOS, skimage_photos(HELDOUT_PHOTOS)):
-        h, w = img.shape[-2:]
-        s = short_side / min(h, w)
-        size = (round(h * s / 8) * 8, round(w * s / 8) * 8)
-        out[name] = F.interpolate(img[None], size=size, mode="bicubic", antialias=True,
-                                  align_corners=False).clamp(-1, 1)[0]
-    return out
 
 
 def main() -> None:
@@ -61,7 +49,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     rows, figure = [], {}
     t_all = time.perf_counter()
-    for name, clean in heldout().items():
+    for name, clean in zip(HELDOUT_PHOTOS, heldout_photos()):
         for task in args.tasks:
             for sigma_y in args.sigmas:
                 for clip in clips:

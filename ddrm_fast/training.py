@@ -22,7 +22,8 @@ from .files import FolderLock, atomic_write, check_regular, open_regular
 from .models.adm import ADMUNet
 from .models.loader import save
 
-__all__ = ["TRAIN_PHOTOS", "HELDOUT_PHOTOS", "SMALL_ADM", "skimage_photos", "random_crops", "heldout_loss", "train"]
+__all__ = ["TRAIN_PHOTOS", "HELDOUT_PHOTOS", "SMALL_ADM", "skimage_photos", "random_crops", "heldout_photos",
+           "heldout_loss", "train"]
 
 # scikit-image's bundled colour images (skimage.data names; "stereo_motorcycle" gives two views), each view drawn
 # equally often. The astronomy, microscopy and retina images stay: measured on the held-out photos (benchmarks/
@@ -84,32 +85,38 @@ def random_crops(images: Sequence[torch.Tensor], size: int, batch: int, generato
         yield torch.stack(crops).clamp(-1, 1)
 
 
-def heldout_loss(model: torch.nn.Module, diffusion: GaussianDiffusion, images: Sequence[torch.Tensor],
-                 crop: int = 64, crops_per_image: int = 4, levels: int = 10, seed: int = 0) -> float:
-    """DDPM's simple loss on fixed crops of ``images`` (the held-out photos at the evaluation's scale, 256 on the
-    short side) at ``levels`` evenly spaced timesteps, with fixed noise: a validation curve for training runs."""
-    g = torch.Generator().manual_seed(seed)
-    batch = []
-    for img in images:
-        s = 256 / min(img.shape[-2:])
-        img = F.interpolate(img[None], scale_factor=s, mode="bilinear", antialias=True, align_corners=False)[0]
+def heldout_photos(short_side: int = 256) -> List[torch.Tensor]:
+    """:data:`HELDOUT_PHOTOS` as the evaluation restores them: resized (bicubic, antialiased) to ``short_side`` on
+    the short side, each side a multiple of 8 (astronaut 256x256, coffee 256x384)."""
+    out = []
+    for img in skimage_photos(HELDOUT_PHOTOS):
         h, w = img.shape[-2:]
-        for _ in range(crops_per_image):
-            top, left = int(torch.randint(h - crop + 1, (1,), generator=g)), int(torch.randint(w - crop + 1, (1,),
-                                                                                               generator=g))
-            batch.append(img[:, top:top + crop, left:left + crop])
-    x0 = torch.stack(batch).clamp(-1, 1)
+        s = short_side / min(h, w)
+        size = (round(h * s / 8) * 8, round(w * s / 8) * 8)
+        out.append(F.interpolate(img[None], size=size, mode="bicubic", antialias=True, align_corners=False)
+                   .clamp(-1, 1)[0])
+    return out
+
+
+def heldout_loss(model: torch.nn.Module, diffusion: GaussianDiffusion, images: Sequence[torch.Tensor],
+                 levels: int = 10, draws: int = 2, seed: int = 0) -> float:
+    """DDPM's simple loss on each whole image (as sampling sees it: the network's group norms and attention then
+    span what they span when it restores that image, not a training crop's extent) at ``levels`` evenly spaced
+    timesteps with ``draws`` fixed noise draws each: a validation curve for training runs."""
+    g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
+    t = torch.tensor([(2 * k + 1) * diffusion.num_timesteps // (2 * levels) for k in range(levels)])
     total = 0.0
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for k in range(levels):
-            t = torch.full((len(x0),), (2 * k + 1) * diffusion.num_timesteps // (2 * levels), dtype=torch.long)
-            noise = torch.randn(x0.shape, generator=g)
-            total += float(diffusion.loss(model, x0.to(device), t=t.to(device), noise=noise.to(device)))
+        for x0 in images:
+            x0 = x0[None].expand(levels, *x0.shape)
+            for _ in range(draws):  # a batch of one draw at every level
+                noise = torch.randn(x0.shape, generator=g)
+                total += float(diffusion.loss(model, x0.to(device), t=t.to(device), noise=noise.to(device)))
     model.train(was_training)
-    return total / levels
+    return total / (len(images) * draws)
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -264,7 +271,7 @@ def _train(model, betas, images, out_dir, state, recipe, *, heldout, checkpoint_
             if done % 50 == 0 or done == steps or done % checkpoint_every == 0:
                 rec = {"step": done, "loss": running, "lr": _lr_at(k, recipe), "seconds": time.perf_counter() - t0}
                 if heldout and (done % checkpoint_every == 0 or done == steps):
-                    rec["heldout_loss"] = heldout_loss(ema, diffusion, heldout, crop=recipe["crop"])
+                    rec["heldout_loss"] = heldout_loss(ema, diffusion, heldout)
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 if log is not None:

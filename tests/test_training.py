@@ -93,7 +93,35 @@ def test_checkpoints_log_the_heldout_loss_which_training_lowers(tmp_path):
     torch.manual_seed(0)
     from ddrm_fast.diffusion import GaussianDiffusion
 
-    untrained = training.heldout_loss(ADMUNet(TINY), GaussianDiffusion(torch.linspace(1e-4, 0.02, 1000)), held,
-                                      crop=16)
+    untrained = training.heldout_loss(ADMUNet(TINY), GaussianDiffusion(torch.linspace(1e-4, 0.02, 1000)), held)
     assert last["step"] == 40 and last["heldout_loss"] < 0.5 * untrained
     assert os.path.exists(tmp_path / "r" / "model.safetensors")
+
+
+def test_heldout_photos_are_those_the_evaluation_restores():
+    photos = training.heldout_photos()
+    assert [tuple(p.shape) for p in photos] == [(3, 256, 256), (3, 256, 384)]  # astronaut, coffee
+    assert all(p.min() >= -1 and p.max() <= 1 and p.std() > 0.2 for p in photos)
+
+
+def test_heldout_loss_is_zero_for_an_oracle_and_one_for_a_model_that_predicts_no_noise():
+    from ddrm_fast.diffusion import GaussianDiffusion
+
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    abar = torch.cumprod(1 - betas, 0).float()
+    x0 = torch.rand(3, 24, 32) * 2 - 1
+
+    class Oracle(torch.nn.Module):  # knows x0, so recovers the noise exactly when it is told the right timestep
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x_t, t):
+            a = abar[t].view(-1, 1, 1, 1)
+            return (x_t - a.sqrt() * x0) / (1 - a).sqrt() + self.w
+
+    d = GaussianDiffusion(betas)
+    assert training.heldout_loss(Oracle(), d, [x0, x0]) < 1e-8
+    zero = Oracle()
+    zero.forward = lambda x_t, t: torch.zeros_like(x_t)
+    assert abs(training.heldout_loss(zero, d, [x0], draws=8) - 1) < 0.02  # E[eps^2] = 1

@@ -50,7 +50,7 @@ def main(args) -> int:
     else:
         model, betas, init = _init_from(args)
     photos = training.skimage_photos(training.TRAIN_PHOTOS)
-    heldout = training.skimage_photos(training.HELDOUT_PHOTOS)
+    heldout = training.heldout_photos()
     params = sum(p.numel() for p in model.parameters())
     print(f"training a {params / 1e6:.2f}M-parameter ADM UNet on {len(photos)} scikit-image images "
           f"({', '.join(training.TRAIN_PHOTOS)}), held out: {', '.join(training.HELDOUT_PHOTOS)}")
