@@ -105,18 +105,19 @@ def heldout_loss(model: torch.nn.Module, diffusion: GaussianDiffusion, images: S
     timesteps with ``draws`` fixed noise draws each: a validation curve for training runs."""
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    t = torch.tensor([(2 * k + 1) * diffusion.num_timesteps // (2 * levels) for k in range(levels)])
     total = 0.0
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for x0 in images:
-            x0 = x0[None].expand(levels, *x0.shape)
-            for _ in range(draws):  # a batch of one draw at every level
-                noise = torch.randn(x0.shape, generator=g)
-                total += float(diffusion.loss(model, x0.to(device), t=t.to(device), noise=noise.to(device)))
+            x0 = x0[None].to(device)
+            for _ in range(draws):
+                for k in range(levels):  # one image a forward: the memory of sampling, not of a batch of them
+                    t = torch.full((1,), (2 * k + 1) * diffusion.num_timesteps // (2 * levels), device=device)
+                    noise = torch.randn(x0.shape, generator=g).to(device)
+                    total += float(diffusion.loss(model, x0, t=t, noise=noise))
     model.train(was_training)
-    return total / (len(images) * draws)
+    return total / (len(images) * draws * levels)
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:

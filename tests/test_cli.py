@@ -123,7 +123,7 @@ def test_train_writes_a_loadable_model_and_resumes_only_when_asked(tmp_path, cap
 
     out = str(tmp_path / "run")
     args = ["train", "-o", out, "--batch-size", "2", "--crop", "16", "--no-progress", "--checkpoint-every", "2",
-            "--steps", "3"]
+            "--no-heldout", "--steps", "3"]
     assert cli(args) == 0
     model, betas = load(os.path.join(out, "model.safetensors"))
     assert model.config.model_channels == 32 and betas.numel() == 1000
@@ -285,7 +285,7 @@ def test_train_init_fine_tunes_the_weights_of_a_model_file_and_records_them(tmp_
     path = str(tmp_path / "start.safetensors")
     save(start, path, torch.linspace(2e-4, 0.03, 500), training={"steps": 7})
     args = ["train", "-o", str(tmp_path / "ft"), "--init", path, "--steps", "1", "--lr", "1e-12", "--batch-size",
-            "1", "--crop", "16", "--no-progress"]
+            "1", "--crop", "16", "--no-progress", "--no-heldout"]
     assert cli(args) == 0
     out = os.path.join(tmp_path, "ft", "model.safetensors")
     model, betas = load(out)
@@ -306,7 +306,7 @@ _R = ["restore", "{ws}/face.png", "--task", "deno", "-o", "{ws}/o", "--no-progre
       "--model", "{ws}/tiny.safetensors"]
 _D = ["restore", "--input-dir", "{ws}/in", "-o", "{ws}/o", "--task", "deno", "--no-progress", "--steps", "2",
       "--model", "{ws}/tiny.safetensors", "--num-workers", "0"]
-_T = ["train", "-o", "{ws}/t", "--steps", "1", "--batch-size", "1", "--crop", "16", "--no-progress"]
+_T = ["train", "-o", "{ws}/t", "--steps", "1", "--batch-size", "1", "--crop", "16", "--no-progress", "--no-heldout"]
 _B = ["bench", "--batch", "1", "--steps", "2", "--repeats", "1", "--size", "16", "--model", "{ws}/tiny.safetensors",
       "--modes", "reference"]
 
