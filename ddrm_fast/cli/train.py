@@ -75,8 +75,11 @@ def _init_from(args):
         raise ValueError("--init: the architecture and schedule come from that file; drop --model-channels and "
                          "--schedule")
     try:
+        digest = hashlib.sha256()
         with open_regular(args.init, "--init") as f:
-            sha256 = hashlib.sha256(f.read()).hexdigest()
+            for block in iter(lambda: f.read(1 << 20), b""):  # a public checkpoint can be gigabytes
+                digest.update(block)
+        sha256 = digest.hexdigest()
         model, betas = load(args.init)
     except CheckpointError as exc:
         raise ValueError(f"--init: {exc}") from None
