@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion import GaussianDiffusion
-from .files import FolderLock, atomic_write, check_regular, open_regular
+from .files import FolderLock, atomic_write, open_regular
 from .models.adm import ADMUNet
-from .models.loader import save
+from .models.loader import metadata, save
 
 __all__ = ["TRAIN_PHOTOS", "HELDOUT_PHOTOS", "SMALL_ADM", "skimage_photos", "random_crops", "heldout_photos",
            "heldout_loss", "train"]
@@ -174,12 +174,8 @@ def _check_out_dir(out_dir: str, resume: bool, recipe: dict) -> Optional[dict]:
     model_path = os.path.join(out_dir, "model.safetensors")
     if os.path.lexists(model_path):
         try:
-            from safetensors import safe_open
-
-            check_regular(model_path, "model file")
-            with safe_open(model_path, framework="pt") as f:
-                ours = "ddrm_fast" in (f.metadata() or {})
-        except Exception:  # noqa: BLE001 - unreadable is not ours
+            ours = bool(metadata(model_path))
+        except ValueError:  # unreadable, or not a regular file: not ours
             ours = False
         if not ours:
             raise ValueError(f"{model_path} exists and was not written by ddrm-fast; it is not overwritten")
