@@ -59,8 +59,9 @@ def skimage_photos(names: Sequence[str]) -> List[torch.Tensor]:
 
 def random_crops(images: Sequence[torch.Tensor], size: int, batch: int, generator: torch.Generator,
                  min_scale: float = 0.5) -> Iterator[torch.Tensor]:
-    """Endless batches (batch, 3, size, size): a uniformly chosen photo, downscaled (antialiased) by a factor drawn uniformly from [max(min_scale, size / its short side), 1] (``min_scale``
-    0: down to the whole photo's short side in one crop), a random crop, a random horizontal flip."""
+    """Endless batches (batch, 3, size, size): a uniformly chosen photo, downscaled (antialiased) by a factor drawn
+    uniformly from [max(min_scale, size / its short side), 1] (``min_scale`` 0: down to the whole photo's short side
+    in one crop), a random crop, a random horizontal flip."""
     if not images:
         raise ValueError("images: need at least one photo")
     if not 0 <= min_scale <= 1:
@@ -127,7 +128,8 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 
 def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], out_dir: str, *,
-          min_scale: float = 0.5, steps: int = 2000, batch_size: int = 16, crop: int = 64, lr: float = 2e-4, weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
+          min_scale: float = 0.5, steps: int = 2000, batch_size: int = 16, crop: int = 64, lr: float = 2e-4,
+          weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
           checkpoint_every: int = 500, device="cpu", bf16: bool = False, resume: bool = False, init: str = "",
           heldout: Sequence[torch.Tensor] = (), progress: bool = True, log: Optional[Callable[[Dict], None]] = None,
           info: Optional[dict] = None) -> ADMUNet:

@@ -28,7 +28,8 @@ from ._config import resolve_config
 from .adm import ADMConfig, ADMUNet
 from .ddpm import DDPMConfig, DDPMUNet
 
-__all__ = ["load", "save", "metadata", "default_model", "Loaded", "CheckpointError", "infer_adm_config", "infer_ddpm_config"]
+__all__ = ["load", "save", "metadata", "default_model", "Loaded", "CheckpointError", "infer_adm_config",
+           "infer_ddpm_config"]
 
 PathLike = Union[str, os.PathLike]
 _META_KEY = "ddrm_fast"
