@@ -114,8 +114,7 @@ def write_tables(rows, args, clips) -> None:
                          + f" | {mean(by[clips[0]], 'ssim_baseline'):.3f} | "
                          + " | ".join(f"{mean(by[c], 'ssim_ddrm'):.3f}" for c in clips) + " |")
     head = (f"Mean PSNR (dB) and SSIM over the held-out photos ({', '.join(HELDOUT_PHOTOS)}); {args.steps} DDRM "
-            f"steps, eta 0.85, "
-            f"eta_b 1.0, seed {args.seed}; model: {args.model or 'embedded'}.\n\n")
+            f"steps, eta 0.85, eta_b 1.0, seed {args.seed}; model: {args.model or 'embedded'}.\n\n")
     with open(os.path.join(args.out, "quality.md"), "w") as f:
         f.write(head + "\n".join(lines) + "\n")
     print(head + "\n".join(lines))
