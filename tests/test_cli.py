@@ -138,6 +138,7 @@ def test_train_writes_a_loadable_model_and_resumes_only_when_asked(tmp_path, cap
     assert "at step 3" in capsys.readouterr().out
     state = torch.load(os.path.join(out, "state.pt"), weights_only=True)
     assert state["step"] == 3 and state["recipe"]["batch_size"] == 2
+    assert not any("heldout_loss" in line for line in open(os.path.join(out, "log.jsonl")))  # --no-heldout
 
 
 def test_bench_runs_every_mode_on_the_cpu_and_checks_quality(tmp_path, capsys):

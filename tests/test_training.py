@@ -117,11 +117,14 @@ def test_heldout_loss_is_zero_for_an_oracle_and_one_for_a_model_that_predicts_no
             self.w = torch.nn.Parameter(torch.zeros(()))
 
         def forward(self, x_t, t):
+            seen.extend(t.tolist())
             a = abar[t].view(-1, 1, 1, 1)
             return (x_t - a.sqrt() * x0) / (1 - a).sqrt() + self.w
 
     d = GaussianDiffusion(betas)
+    seen = []
     assert training.heldout_loss(Oracle(), d, [x0, x0]) < 1e-8
+    assert sorted(set(seen)) == list(range(50, 1000, 100)) and len(seen) == 2 * 2 * 10  # 10 levels, 2 draws
     zero = Oracle()
     zero.forward = lambda x_t, t: torch.zeros_like(x_t)
     assert abs(training.heldout_loss(zero, d, [x0], draws=8) - 1) < 0.02  # E[eps^2] = 1
