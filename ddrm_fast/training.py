@@ -1,7 +1,8 @@
 """DDPM training (Ho et al. 2020, Algorithm 1) of a small ADM UNet on random crops: the embedded default model.
 
 The data are the colour images bundled with scikit-image (no download): :data:`TRAIN_PHOTOS` for training,
-:data:`HELDOUT_PHOTOS` kept out for evaluation. Crops are taken at a random scale with random horizontal flips.
+:data:`HELDOUT_PHOTOS` kept out for evaluation. Crops are taken at a random scale with random horizontal flips (and,
+optionally, random 90-degree rotations).
 """
 from __future__ import annotations
 
@@ -58,10 +59,11 @@ def skimage_photos(names: Sequence[str]) -> List[torch.Tensor]:
 
 
 def random_crops(images: Sequence[torch.Tensor], size: int, batch: int, generator: torch.Generator,
-                 min_scale: float = 0.5) -> Iterator[torch.Tensor]:
+                 min_scale: float = 0.5, rot90: bool = False) -> Iterator[torch.Tensor]:
     """Endless batches (batch, 3, size, size): a uniformly chosen photo, downscaled (antialiased) by a factor drawn
     uniformly from [max(min_scale, size / its short side), 1] (``min_scale`` 0: down to the whole photo's short side
-    in one crop), a random crop, a random horizontal flip."""
+    in one crop), a random crop, a random horizontal flip and, with ``rot90``, a rotation by a random multiple of
+    90 degrees (drawn after the flip, so without it the stream of crops is what it always was)."""
     if not images:
         raise ValueError("images: need at least one photo")
     if not 0 <= min_scale <= 1:
@@ -82,6 +84,8 @@ def random_crops(images: Sequence[torch.Tensor], size: int, batch: int, generato
             crop = img[:, top:top + size, left:left + size]
             if bool(torch.rand((), generator=generator) < 0.5):
                 crop = crop.flip(-1)
+            if rot90:
+                crop = crop.rot90(int(torch.randint(4, (1,), generator=generator)), (-2, -1))
             crops.append(crop)
         yield torch.stack(crops).clamp(-1, 1)
 
@@ -130,11 +134,12 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], out_dir: str, *,
           min_scale: float = 0.5, steps: int = 2000, batch_size: int = 16, crop: int = 64, lr: float = 2e-4,
           weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
-          checkpoint_every: int = 500, device="cpu", bf16: bool = False, resume: bool = False, init: str = "",
+          checkpoint_every: int = 500, device="cpu", bf16: bool = False, rot90: bool = False, resume: bool = False,
+          init: str = "",
           heldout: Sequence[torch.Tensor] = (), progress: bool = True, log: Optional[Callable[[Dict], None]] = None,
           info: Optional[dict] = None) -> ADMUNet:
     """Train ``model`` with DDPM's simple loss on random crops of ``images`` (:func:`random_crops` with
-    ``min_scale``); returns the EMA model.
+    ``min_scale`` and ``rot90``); returns the EMA model.
 
     Writes ``out_dir/model.safetensors`` (EMA weights, architecture and schedule: loadable with
     :func:`ddrm_fast.models.load`) and ``out_dir/state.pt`` (weights, EMA, optimizer, step, the crop generator and
@@ -162,7 +167,7 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         raise ValueError(f"-o {out_dir}: exists and is not a folder")
     recipe = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "weight_decay": weight_decay,
               "ema_decay": ema_decay, "warmup": warmup, "seed": seed, "bf16": bf16, "images": len(images),
-              "min_scale": min_scale, "init_sha256": init,
+              "min_scale": min_scale, "rot90": rot90, "init_sha256": init,
               "config": json.dumps(model.config.__dict__, sort_keys=True, default=list)}
     with FolderLock(out_dir):
         state = _check_out_dir(out_dir, resume, recipe)
@@ -246,7 +251,7 @@ def _train(model, betas, images, out_dir, state, recipe, *, heldout, checkpoint_
                              f"another -o") from None
         print(f"resuming from {state_path} at step {start}")
     steps, batch_size = recipe["steps"], recipe["batch_size"]
-    batches = random_crops(images, recipe["crop"], batch_size, gen, recipe["min_scale"])
+    batches = random_crops(images, recipe["crop"], batch_size, gen, recipe["min_scale"], recipe["rot90"])
     t0 = time.perf_counter() - seconds
 
     def checkpoint(k: int) -> None:

@@ -53,6 +53,25 @@ def test_random_crops_draw_the_photos_uniformly_and_reach_the_whole_photo():
         next(training.random_crops(flat, 32, 2, g, min_scale=1.5))
 
 
+def test_rot90_turns_half_the_crops_across_and_keeps_where_they_are_cut():
+    """Stripes along the columns stay so without rot90; with it, the crops turned by 90 or 270 degrees (half of
+    them) have them along the rows. The rotation is drawn after the crop, so the first crop is the unrotated
+    stream's first crop, turned."""
+    stripes = torch.zeros(3, 64, 64)
+    stripes[:, :, ::2] = 1
+    photo = [stripes * 2 - 1]
+    across = lambda c: (c[..., 1:] - c[..., :-1]).abs().mean(dim=(1, 2, 3))  # noqa: E731 - contrast along a row
+    plain = next(training.random_crops(photo, 16, 400, torch.Generator().manual_seed(0), min_scale=1))
+    turned = next(training.random_crops(photo, 16, 400, torch.Generator().manual_seed(0), min_scale=1, rot90=True))
+    assert torch.equal(across(plain), torch.full((400,), 2.0))
+    share = float((across(turned) == 2).float().mean())
+    assert set(across(turned).tolist()) == {0.0, 2.0} and abs(share - 0.5) < 0.075  # 400 draws: 3 sd
+    noise = [torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(1)) * 2 - 1]
+    first = next(training.random_crops(noise, 16, 1, torch.Generator().manual_seed(2), rot90=True))[0]
+    plain = next(training.random_crops(noise, 16, 1, torch.Generator().manual_seed(2)))[0]
+    assert any(torch.equal(first, plain.rot90(k, (-2, -1))) for k in range(4))
+
+
 def _run(out, steps, resume=False, **kw):
     torch.manual_seed(0)
     model = ADMUNet(TINY)

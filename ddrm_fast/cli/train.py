@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=positive_float, default=4e-4)
     p.add_argument("--min-scale", type=unit_float, default=0.5,
                    help="crops of the photos downscaled by a factor in [MIN_SCALE, 1]; 0: down to the whole photo")
+    p.add_argument("--rot90", action="store_true",
+                   help="also rotate each crop by a random multiple of 90 degrees (more views of the few photos)")
     p.add_argument("--ema-decay", type=unit_float, default=0.999)
     p.add_argument("--schedule", choices=["linear", "cosine"], help="the noise schedule (default: linear)")
     p.add_argument("--model-channels", type=positive_int,
@@ -63,8 +65,9 @@ def main(args) -> int:
     t0 = time.perf_counter()
     training.train(model, betas, photos, args.out, steps=args.steps, batch_size=args.batch_size,
                    crop=args.crop, min_scale=args.min_scale, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
-                   checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16, resume=args.resume,
-                   init=init["sha256"] if init else "", heldout=heldout, progress=not args.no_progress, info=info)
+                   checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16, rot90=args.rot90,
+                   resume=args.resume, init=init["sha256"] if init else "", heldout=heldout,
+                   progress=not args.no_progress, info=info)
     print(f"done in {time.perf_counter() - t0:.0f} s: {args.out}/model.safetensors")
     return 0
 
