@@ -1,16 +1,17 @@
 """Restoration quality of DDRM with a model against each task's classical baseline, on the held-out photos.
 
-    python benchmarks/eval_quality.py [--model PATH] [--steps 20] [--clip-x0 off|on|both] [--tasks ...]
-                                      [--out benchmarks/results]
+    python benchmarks/eval_quality.py [--model PATH] [--steps 20] [--clip-x0 off|on|both] [--samples 1[,K...]]
+                                      [--tasks ...] [--out benchmarks/results]
 
 Held-out scikit-image photos (never seen in training: ``ddrm_fast.training.HELDOUT_PHOTOS``), resized to 256 on the
 short side (astronaut 256x256, coffee 256x384); tasks deno, inp, sr4, color, deblur_uni by default (``--tasks all``:
 every task of ``ddrm_fast.tasks``; a task an image's size cannot take, cs4 on coffee, is skipped and said) at sigma_y
-0 and 0.05 (pixel units, as the original runner), with x0 clipping off, on, or both (``--clip-x0``). The baseline
-is the one a user has in mind (``ddrm_fast.tasks.baseline``): bicubic upsampling for super-resolution, Wiener
-deconvolution for deblurring, the pseudo-inverse otherwise; the pseudo-inverse is in the CSV too. Writes
+0 and 0.05 (pixel units, as the original runner), with x0 clipping off, on, or both (``--clip-x0``), one DDRM
+sample or the mean of K samples of the same y (``--samples``, each value a column; ``ddrm-fast restore --samples``).
+The baseline is the one a user has in mind (``ddrm_fast.tasks.baseline``): bicubic upsampling for super-resolution,
+Wiener deconvolution for deblurring, the pseudo-inverse otherwise; the pseudo-inverse is in the CSV too. Writes
 quality.md / quality.csv (PSNR/SSIM per photo and the mean) and quality.png (a row per task at sigma_y 0.05: clean,
-degraded, baseline, DDRM with the last clipping setting).
+degraded, baseline, DDRM with the last clipping and samples setting).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clip-x0", choices=("off", "on", "both"), default="off")
+    p.add_argument("--samples", default="1", help="comma-separated: DDRM's output is the mean of this many samples")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, or 'all'")
     p.add_argument("--sigmas", default=",".join(map(str, SIGMAS)), help="comma-separated sigma_y, pixel units")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
@@ -45,6 +47,7 @@ def main() -> None:
     args.tasks = tasks.TASKS if args.tasks == "all" else tuple(args.tasks.split(","))
     args.sigmas = tuple(float(v) for v in args.sigmas.split(","))
     clips = {"off": (False,), "on": (True,), "both": (False, True)}[args.clip_x0]
+    variants = [(clip, int(k)) for clip in clips for k in args.samples.split(",")]
     model, betas = load_model(args.model, "cpu")
     os.makedirs(args.out, exist_ok=True)
     rows, figure = [], {}
@@ -52,21 +55,21 @@ def main() -> None:
     for name, clean in zip(HELDOUT_PHOTOS, heldout_photos()):
         for task in args.tasks:
             for sigma_y in args.sigmas:
-                for clip in clips:
-                    row, images = restore_one(model, betas, clean, task, sigma_y, clip, args)
+                for clip, k in variants:
+                    row, images = restore_one(model, betas, clean, task, sigma_y, clip, k, args)
                     if row is None:
                         continue
                     rows.append(dict(photo=name, **row))
                     if name == HELDOUT_PHOTOS[0] and sigma_y == args.sigmas[-1]:
                         figure[task] = images
-    write_tables(rows, args, clips)
+    write_tables(rows, args, variants)
     write_figure(figure, os.path.join(args.out, "quality.png"))
     print(f"total {time.perf_counter() - t_all:.0f} s")
 
 
-def restore_one(model, betas, clean, task, sigma_y, clip, args):
-    """(the row of scores, [clean, degraded view, pseudo-inverse, DDRM]) of one photo, task, noise level and
-    clipping setting; (None, None) when the task cannot take the photo's size."""
+def restore_one(model, betas, clean, task, sigma_y, clip, samples, args):
+    """(the row of scores, [clean, degraded view, pseudo-inverse, DDRM]) of one photo, task, noise level, clipping
+    setting and number of samples averaged; (None, None) when the task cannot take the photo's size."""
     g = torch.Generator().manual_seed(args.seed)
     try:
         op = tasks.make_operator(task, clean.shape, generator=g)
@@ -75,44 +78,44 @@ def restore_one(model, betas, clean, task, sigma_y, clip, args):
         return None, None
     y = tasks.degrade(clean[None], op, 2 * sigma_y, g)
     t0 = time.perf_counter()
-    x = ddrm_sample(model, y, op, 2 * sigma_y, steps=args.steps, schedule=betas.float(), generator=g,
-                    clip_x0=clip)[0]
+    x = ddrm_sample(model, y.expand(samples, *y.shape[1:]).contiguous(), op, 2 * sigma_y, steps=args.steps,
+                    schedule=betas.float(), generator=g, clip_x0=clip).mean(0)
     seconds = time.perf_counter() - t0
     pinv = op.H_pinv(y)[0]
     name, base = tasks.baseline(task, op, y, 2 * sigma_y)
     (pp, ps), (bp, bs), (dp, ds) = psnr_ssim(pinv, clean), psnr_ssim(base[0], clean), psnr_ssim(x, clean)
-    print(f"{task:12s} sigma_y={sigma_y:4.2f} clip_x0={'on ' if clip else 'off'}  {name} {bp:6.2f} dB {bs:.3f}   "
+    print(f"{task:12s} sigma_y={sigma_y:4.2f} clip_x0={'on ' if clip else 'off'} samples={samples}  "
+          f"{name} {bp:6.2f} dB {bs:.3f}   "
           f"DDRM {dp:6.2f} dB {ds:.3f} ({dp - bp:+.2f} dB)   {seconds:5.1f} s", flush=True)
     view = full_size(tasks.measurement_view(task, op, y[0], pinv), tuple(clean.shape[-2:]))
-    row = dict(task=task, sigma_y=sigma_y, clip_x0=clip, baseline=name, psnr_baseline=bp, ssim_baseline=bs,
-               psnr_pinv=pp, ssim_pinv=ps, psnr_ddrm=dp, ssim_ddrm=ds, seconds=seconds)
+    row = dict(task=task, sigma_y=sigma_y, clip_x0=clip, samples=samples, baseline=name, psnr_baseline=bp,
+               ssim_baseline=bs, psnr_pinv=pp, ssim_pinv=ps, psnr_ddrm=dp, ssim_ddrm=ds, seconds=seconds)
     return row, [clean, view, base[0], x, name]
 
 
-def write_tables(rows, args, clips) -> None:
+def write_tables(rows, args, variants) -> None:
     with open(os.path.join(args.out, "quality.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    names = {False: "DDRM", True: "DDRM clip_x0"}
+    names = [("DDRM clip_x0" if clip else "DDRM") + ("" if k == 1 else f" mean of {k}") for clip, k in variants]
     lines = ["| task | sigma_y | photos | baseline | baseline PSNR | " +
-             " | ".join(f"{names[c]} PSNR (vs baseline)" for c in clips) + " | baseline SSIM | " +
-             " | ".join(f"{names[c]} SSIM" for c in clips) + " |",
-             "|---|---|---|---|---|" + "---|" * (2 * len(clips) + 1)]
+             " | ".join(f"{n} PSNR (vs baseline)" for n in names) + " | baseline SSIM | " +
+             " | ".join(f"{n} SSIM" for n in names) + " |",
+             "|---|---|---|---|---|" + "---|" * (2 * len(variants) + 1)]
     for task in args.tasks:
         for sigma_y in args.sigmas:
             sel = [r for r in rows if r["task"] == task and r["sigma_y"] == sigma_y]
             if not sel:
                 continue
-            by = {c: [r for r in sel if r["clip_x0"] == c] for c in clips}
+            by = [[r for r in sel if (r["clip_x0"], r["samples"]) == v] for v in variants]
             mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
-            photos = len(by[clips[0]])
-            base = mean(by[clips[0]], "psnr_baseline")
-            lines.append(f"| {task} | {sigma_y:.2f} | {photos} | {sel[0]['baseline']} | {base:.2f} | "
-                         + " | ".join(f"{mean(by[c], 'psnr_ddrm'):.2f} ({mean(by[c], 'psnr_ddrm') - base:+.2f})"
-                                      for c in clips)
-                         + f" | {mean(by[clips[0]], 'ssim_baseline'):.3f} | "
-                         + " | ".join(f"{mean(by[c], 'ssim_ddrm'):.3f}" for c in clips) + " |")
+            base = mean(by[0], "psnr_baseline")
+            lines.append(f"| {task} | {sigma_y:.2f} | {len(by[0])} | {sel[0]['baseline']} | {base:.2f} | "
+                         + " | ".join(f"{mean(rs, 'psnr_ddrm'):.2f} ({mean(rs, 'psnr_ddrm') - base:+.2f})"
+                                      for rs in by)
+                         + f" | {mean(by[0], 'ssim_baseline'):.3f} | "
+                         + " | ".join(f"{mean(rs, 'ssim_ddrm'):.3f}" for rs in by) + " |")
     head = (f"Mean PSNR (dB) and SSIM over the held-out photos ({', '.join(HELDOUT_PHOTOS)}); {args.steps} DDRM "
             f"steps, eta 0.85, eta_b 1.0, seed {args.seed}; model: {args.model or 'embedded'}.\n\n")
     with open(os.path.join(args.out, "quality.md"), "w") as f:

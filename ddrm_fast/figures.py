@@ -29,19 +29,21 @@ def full_size(view: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 
 
 def comparison_panels(clean: Optional[torch.Tensor], degraded: torch.Tensor, baseline_name: str,
-                      baseline: torch.Tensor, restored: torch.Tensor, label: str = "") -> List[Panel]:
-    """The panels clean | degraded (at full size) | baseline | DDRM; with a clean image the last two are captioned
-    with PSNR/SSIM (scikit-image's, on the 8-bit images) and the DDRM panel with its gain over the baseline."""
+                      baseline: torch.Tensor, restored: torch.Tensor, label: str = "",
+                      restored_name: str = "DDRM") -> List[Panel]:
+    """The panels clean | degraded (at full size) | baseline | DDRM (titled ``restored_name``); with a clean image
+    the last two are captioned with PSNR/SSIM (scikit-image's, on the 8-bit images) and the DDRM panel with its
+    gain over the baseline."""
     size = tuple(restored.shape[-2:])
     panels: List[Panel] = []
     if clean is not None:
         panels.append(("clean", clean, None))
     panels.append((f"degraded {label}".strip(), full_size(degraded, size), None))
     if clean is None:
-        return panels + [(baseline_name, baseline, None), ("DDRM", restored, None)]
+        return panels + [(baseline_name, baseline, None), (restored_name, restored, None)]
     (bp, bs), (dp, ds) = psnr_ssim(baseline, clean), psnr_ssim(restored, clean)
     return panels + [(baseline_name, baseline, f"{bp:.2f} dB  SSIM {bs:.3f}"),
-                     ("DDRM", restored, f"{dp:.2f} dB  SSIM {ds:.3f}  ({dp - bp:+.2f} dB)")]
+                     (restored_name, restored, f"{dp:.2f} dB  SSIM {ds:.3f}  ({dp - bp:+.2f} dB)")]
 
 
 def render(panels: Sequence[Panel]) -> np.ndarray:

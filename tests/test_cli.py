@@ -286,7 +286,7 @@ def test_train_init_fine_tunes_the_weights_of_a_model_file_and_records_them(tmp_
     path = str(tmp_path / "start.safetensors")
     save(start, path, torch.linspace(2e-4, 0.03, 500), training={"steps": 7})
     args = ["train", "-o", str(tmp_path / "ft"), "--init", path, "--steps", "1", "--lr", "1e-12", "--batch-size",
-            "1", "--crop", "16", "--no-progress", "--no-heldout"]
+            "1", "--crop", "16", "--no-progress", "--no-heldout", "--rot90"]
     assert cli(args) == 0
     out = os.path.join(tmp_path, "ft", "model.safetensors")
     model, betas = load(out)
@@ -294,6 +294,7 @@ def test_train_init_fine_tunes_the_weights_of_a_model_file_and_records_them(tmp_
     assert model.config.channel_mult == (1, 2) and torch.equal(betas, torch.linspace(2e-4, 0.03, 500).double())
     for key, value in start.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=1e-6, msg=key)
+    assert metadata(out)["training"]["rot90"] is True  # the recipe, as run
     lineage = metadata(out)["training"]["init"]
     assert lineage == {"file": "start.safetensors", "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
                        "training": {"steps": 7}}
@@ -400,6 +401,37 @@ def test_every_entry_point_fails_in_one_line_and_touches_nothing(tmp_path):
     new = sorted(set(after) - set(before))
     assert new == ["mixed_out/a.png", "mixed_out/b.png", "mixed_out/report.jsonl", "mixed_out/summary.json"]
     assert {k: after[k] for k in before} == before  # every file that was there, byte for byte
+
+
+def test_restore_samples_writes_the_mean_of_k_posterior_samples(small_png, tmp_path, capsys):
+    """--samples 3: the restored PNG is the mean of three samples of the same y, each with its own noise (the
+    library's batch of three rows of y from the command's generator), and the printout and the file say so."""
+    from ddrm_fast import ddrm_sample, tasks
+    from ddrm_fast.imageio import read_image, read_png_info, to_uint8
+    from ddrm_fast.models import default_model
+
+    out = tmp_path / "out"
+    assert cli(["restore", small_png, "--task", "sr4", "--steps", "3", "--samples", "3", "-o", str(out),
+                "--no-progress", "--compare"]) == 0
+    text = capsys.readouterr().out
+    assert "3 steps, the mean of 3 samples" in text and "DDRM, mean of 3 PSNR" in text
+    # by hand: y degraded with seed 0's generator, which then samples the three rows
+    g = torch.Generator().manual_seed(0)
+    clean = read_image(small_png)[None]
+    op = tasks.make_operator("sr4", clean.shape[1:], generator=g)
+    y = tasks.degrade(clean, op, 2 * 0.05, g)
+    model, betas = default_model("cpu")
+    xs = ddrm_sample(model, y.expand(3, *y.shape[1:]).contiguous(), op, 2 * 0.05, steps=3,
+                     schedule=betas.float(), generator=g, clip_x0=True)
+    assert (xs[0] - xs[1]).abs().max() > 0.1  # three different samples, not one thrice
+    got = np.asarray(Image.open(out / "face_sr4_restored.png")).astype(int)
+    assert np.abs(got - to_uint8(xs.mean(0)).astype(int)).max() <= 1  # 8-bit rounding only
+    assert np.abs(got - to_uint8(xs[0]).astype(int)).max() > 10
+    assert read_png_info(str(out / "face_sr4_restored.png"))["samples"] == 3
+    # one sample per image in folder mode; K must be positive
+    _fails(["restore", "--input-dir", str(tmp_path), "--task", "sr4", "--samples", "2"], tmp_path, capsys,
+           "--samples is for one image")
+    _fails(["restore", small_png, "--task", "sr4", "--samples", "0"], tmp_path, capsys, "argument --samples")
 
 
 def test_restore_compare_writes_the_side_by_side_figure(small_png, tmp_path, capsys):

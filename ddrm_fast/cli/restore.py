@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
                    help="the class for a class-conditional model")
     p.add_argument("--observed", action="store_true", help="INPUT is the measurement, not a clean image")
     p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--samples", type=positive_int, default=1, metavar="K",
+                   help="write the mean of K posterior samples of the same y (one image): an estimate of the "
+                        "posterior mean, higher PSNR and smoother than one sample, K times the work")
     p.add_argument("--device", type=device_arg, default=None, help="default: cuda when available, else cpu")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--no-progress", action="store_true")
@@ -86,12 +89,16 @@ def restore(args) -> Dict[str, object]:
     out["baseline"] = baseline[0]
     out["degraded"] = tasks.measurement_view(args.task, op, y[0], op.H_pinv(y)[0])
     t0 = time.perf_counter()
+    # K copies of y in one batch: each row draws its own noise, so the rows are independent posterior samples
+    ys = y.expand(args.samples, *y.shape[1:]).contiguous()
     with torch.no_grad():
-        x = ddrm_sample(model, y.to(device), op.to(device), sigma, steps=args.steps, eta=args.eta,
+        x = ddrm_sample(model, ys.to(device), op.to(device), sigma, steps=args.steps, eta=args.eta,
                         eta_b=args.eta_b, schedule=betas.float(), generator=g, backend=args.backend,
                         progress=not (args.no_progress or args.cuda_graph), **options)
     out["seconds"] = time.perf_counter() - t0
-    out["restored"] = x[0].cpu()
+    # a sample's squared error is the posterior mean's plus the posterior variance; the mean of K samples keeps
+    # 1/K of that variance (benchmarks/RESULTS.md, "Averaging posterior samples")
+    out["restored"] = x.mean(0).cpu()
     if clean is not None:
         out["scores"] = {"baseline": psnr_ssim(out["baseline"], clean[0]), "ddrm": psnr_ssim(out["restored"], clean[0])}
     return out
@@ -141,6 +148,8 @@ def check_arguments(args) -> None:
         raise ValueError("--mask is for one image; give --masks-dir with --input-dir")
     elif args.compare:
         raise ValueError("--compare takes no FILE with --input-dir (its figures go to OUT_DIR/compare/)")
+    elif args.samples != 1:
+        raise ValueError("--samples is for one image; --input-dir restores one sample per image")
     if args.mask is not None and args.task != "inp":
         raise ValueError(f"--mask is for --task inp, not {args.task}")
 
@@ -152,22 +161,27 @@ def main(args) -> int:
     files = _targets(args)
     _check_targets(args, files)
     r = restore(args)
+    ddrm = "DDRM" if args.samples == 1 else f"DDRM, mean of {args.samples}"
     with FolderLock(args.out):  # not while a folder job owns it; and the targets checked again, under the lock
         _check_targets(args, files)
         info = {"name": os.path.basename(args.input), "task": args.task, "sigma_y": args.sigma_y, "seed": args.seed}
+        if args.samples > 1:
+            info["samples"] = args.samples
         for key, path in files.items():
             if key == "compare":
                 panels = comparison_panels(None if r["clean"] is None else r["clean"][0], r["degraded"],
                                            r["baseline_name"], r["baseline"], r["restored"],
-                                           f"({args.task}, sigma_y {args.sigma_y:g})")
+                                           f"({args.task}, sigma_y {args.sigma_y:g})", ddrm)
                 write_comparison(panels, path, info)
             else:
                 write_png(r[key], path, dict(info, kind=key))
-    print(f"{args.task}, sigma_y {args.sigma_y}, {args.steps} steps: restored in {r['seconds']:.1f} s")
+    samples = "" if args.samples == 1 else f", the mean of {args.samples} samples"
+    print(f"{args.task}, sigma_y {args.sigma_y}, {args.steps} steps{samples}: restored in {r['seconds']:.1f} s")
     if "scores" in r:
         (bp, bs), (dp, ds) = r["scores"]["baseline"], r["scores"]["ddrm"]
-        print(f"  {r['baseline_name']:15s} PSNR {bp:6.2f} dB  SSIM {bs:.4f}")
-        print(f"  {'DDRM':15s} PSNR {dp:6.2f} dB  SSIM {ds:.4f}  ({dp - bp:+.2f} dB vs {r['baseline_name']})")
+        width = max(15, len(ddrm))
+        print(f"  {r['baseline_name']:{width}s} PSNR {bp:6.2f} dB  SSIM {bs:.4f}")
+        print(f"  {ddrm:{width}s} PSNR {dp:6.2f} dB  SSIM {ds:.4f}  ({dp - bp:+.2f} dB vs {r['baseline_name']})")
     for path in files.values():
         print(f"  wrote {path}")
     sys.stdout.flush()
