@@ -20,7 +20,7 @@ $(VENV)/.ddrm_fast_installed: setup.py pyproject.toml $(wildcard csrc/*.cpp csrc
 
 # restore the bundled example (a held-out photo) with the embedded model: 4x super-resolution with noise
 demo: setup
-	$(PY) -m ddrm_fast restore ddrm_fast/data/astronaut.png --task sr4 --sigma-y 0.05 -o demo_out --compare demo_out/compare.png
+	$(PY) -m ddrm_fast restore ddrm_fast/data/astronaut.png --task sr4 --sigma-y 0.05 --samples 2 -o demo_out --compare demo_out/compare.png
 
 test: setup pytest triton-test ctest cuda-binding-check
 
