@@ -135,9 +135,8 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
           min_scale: float = 0.5, steps: int = 2000, batch_size: int = 16, crop: int = 64, lr: float = 2e-4,
           weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
           checkpoint_every: int = 500, device="cpu", bf16: bool = False, rot90: bool = False, resume: bool = False,
-          init: str = "",
-          heldout: Sequence[torch.Tensor] = (), progress: bool = True, log: Optional[Callable[[Dict], None]] = None,
-          info: Optional[dict] = None) -> ADMUNet:
+          init: str = "", heldout: Sequence[torch.Tensor] = (), progress: bool = True,
+          log: Optional[Callable[[Dict], None]] = None, info: Optional[dict] = None) -> ADMUNet:
     """Train ``model`` with DDPM's simple loss on random crops of ``images`` (:func:`random_crops` with
     ``min_scale`` and ``rot90``); returns the EMA model.
 

@@ -96,8 +96,8 @@ def restore(args) -> Dict[str, object]:
                         eta_b=args.eta_b, schedule=betas.float(), generator=g, backend=args.backend,
                         progress=not (args.no_progress or args.cuda_graph), **options)
     out["seconds"] = time.perf_counter() - t0
-    # a sample's squared error is the posterior mean's plus the posterior variance; the mean of K samples keeps
-    # 1/K of that variance (benchmarks/RESULTS.md, "Averaging posterior samples")
+    # a sample's squared error is the posterior mean's plus the posterior variance; the mean of K samples keeps 1/K
+    # of that variance (benchmarks/RESULTS.md, "Rotations, and the mean of two samples")
     out["restored"] = x.mean(0).cpu()
     if clean is not None:
         out["scores"] = {"baseline": psnr_ssim(out["baseline"], clean[0]), "ddrm": psnr_ssim(out["restored"], clean[0])}
