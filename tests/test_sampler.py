@@ -113,6 +113,9 @@ def test_model_with_learned_variance_channels():
     (dict(generator=5), "generator must be None, a torch.Generator or a list of one per sample, got int"),
     (dict(generator=[1, 2]), "generator must be None, a torch.Generator or a list of one per sample, got list"),
     (dict(generator=[torch.Generator()] * 2), "got 2 per-sample generators for a batch of 1"),
+    (dict(y=torch.zeros(1, 3, 4, 6, device="meta")), "y is on the meta device"),
+    (dict(x_T=torch.zeros(1, 3, 8, 12, device="meta")), "x_T is on the meta device"),
+    (dict(sigma_y=torch.zeros(1, device="meta")), "sigma_y is on the meta device"),
 ])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_arguments_raise_before_any_work(kwargs, match, backend):
@@ -141,6 +144,24 @@ def test_a_model_returning_the_wrong_thing_is_named(model, match, backend):
     op = O.SuperRes(2, (3, 8, 12))
     with pytest.raises(ValueError, match=match):
         ddrm_sample(model, torch.zeros(1, 3, 4, 6), op, 0.1, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("make", [lambda: O.SuperRes(2, (3, 8, 12)), lambda: O.Blur([0.25, 0.5, 0.25], (3, 8, 12))])
+def test_a_model_output_that_goes_non_finite_is_named_at_the_end(make, bad, backend):
+    # one step's eps of NaN or Inf (the last: nothing after it can hide it) must not come back as an image of NaNs
+    op, calls = make(), []
+
+    def model(x, t):
+        calls.append(1)
+        return MODEL(x, t) * (bad if len(calls) == 2 else 1.0)
+
+    y = op.H(0.5 * torch.randn(1, 3, 8, 12))
+    with pytest.raises(ValueError, match=r"model: its output \(eps\) was NaN or Inf"):
+        ddrm_sample(model, y, op, 0.1, steps=2, backend=backend)
+    assert len(calls) == 2  # the loop ran to its end without looking
+    assert torch.isfinite(ddrm_sample(MODEL, y, op, 0.1, steps=2, backend=backend)).all()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -13,7 +13,7 @@ from ..schedules import ddrm_timesteps, linear_betas
 from .graphs import GRAPHS, CudaGraph
 from .noise import NOISE_SOURCES
 
-__all__ = ["Call", "check_call", "check_scalar", "check_generator", "sigma_y_tensor", "model_eps"]
+__all__ = ["Call", "check_call", "check_scalar", "check_generator", "sigma_y_tensor", "model_eps", "check_result"]
 
 
 class Call(NamedTuple):
@@ -53,16 +53,31 @@ def check_generator(generator, batch: int) -> None:
 
 
 def _check_real(t: torch.Tensor, name: str) -> None:
+    """A tensor the sampler can read values from: real, and not on the meta device (shapes without values)."""
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device: it has a shape but no values")
     if t.is_complex():
         raise ValueError(f"{name} must be real, got {t.dtype}")
+
+
+def check_result(x: torch.Tensor) -> torch.Tensor:
+    """``x``, the restoration, when it is finite. The loop reads nothing back from the device; this is its one look
+    at a value, once, at the end: a model whose output went NaN or Inf at any step would otherwise return an image
+    of NaNs without a word."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("model: its output (eps) was NaN or Inf at some step, so the restoration is not finite")
+    return x
 
 
 def sigma_y_tensor(sigma_y, operator: LinearOperator, batch: int, device) -> torch.Tensor:
     """sigma_y as a (1|B, m) float32 tensor: a float, a per-sample (B,) tensor or a map broadcastable to y."""
     if isinstance(sigma_y, bool) or not isinstance(sigma_y, (int, float, torch.Tensor)):
         raise ValueError(f"sigma_y must be a float or a tensor, got {type(sigma_y).__name__}")
-    if isinstance(sigma_y, torch.Tensor) and (sigma_y.is_complex() or sigma_y.dtype == torch.bool):
-        raise ValueError(f"sigma_y must be real numbers, got {sigma_y.dtype}")
+    if isinstance(sigma_y, torch.Tensor):
+        if sigma_y.device.type == "meta":
+            _check_real(sigma_y, "sigma_y")
+        if sigma_y.is_complex() or sigma_y.dtype == torch.bool:
+            raise ValueError(f"sigma_y must be real numbers, got {sigma_y.dtype}")
     sy = torch.as_tensor(sigma_y, dtype=torch.float32, device=device)
     if not bool(torch.isfinite(sy).all()):
         raise ValueError("sigma_y must be finite")
@@ -86,7 +101,7 @@ def sigma_y_tensor(sigma_y, operator: LinearOperator, batch: int, device) -> tor
 def _measurements(y, operator: LinearOperator) -> torch.Tensor:
     """y flat (B, m) float32, finite, with a batch."""
     y_flat = operator.check_y(y, "y")
-    _check_real(y_flat, "y")
+    _check_real(y_flat, "y")  # before any value of it is read
     y_flat = y_flat.float()
     if y_flat.shape[0] == 0:
         raise ValueError("y has an empty batch (B = 0)")

@@ -11,7 +11,7 @@ from .._utils import Generator, progress_bar
 from ..operators.base import LinearOperator
 from ..operators.group import GroupOperator
 from ..schedules import abar_table
-from .checks import Call, check_call, model_eps
+from .checks import Call, check_call, check_result, model_eps
 from .graphs import GRAPHS
 from .network import Model, compile_mode, network
 from .noise import NoiseRequest, NoiseSource, make_noise
@@ -49,7 +49,8 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
     """Restore images from y = H x + z with DDRM (Kawar et al. 2022); returns the restored batch (B, C, H, W).
 
     Runs under ``torch.no_grad()``: no autograd history is recorded, whatever the caller's mode. Arguments it cannot
-    honour raise a ValueError naming the argument before any work, on every backend alike.
+    honour raise a ValueError naming the argument before any work, on every backend alike; a model whose output is
+    NaN or Inf at any step raises a ValueError naming it at the end (the loop itself never waits for the device).
 
     Args:
         model: ``model(x_t, t) -> eps`` with t a float (B,) tensor of timesteps; 2C output channels keep the first C.
@@ -115,12 +116,12 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
         return _loop(net, step, walk, call, operator.image_shape[0], z_init, noise_at, callback, progress, clip_x0)
 
     if not cuda_graph:
-        return loop(z0, source.step)
+        return check_result(loop(z0, source.step))
     key = (id(model), step.graph_key, tuple(call.y.shape), tuple(sy.shape), tuple(call.seq), call.eta, call.eta_b,
            noise, call.backend.name, model_dtype, channels_last, mode, str(call.device),
            hash(call.betas.double().cpu().numpy().tobytes()), bool(clip_x0))
-    return _replay(key, (model,) + step.owners, step, source, dict(uty=uty, sy=sy, seeds=seeds, z0=z0), loop,
-                   call.device, len(walk.rev))
+    return check_result(_replay(key, (model,) + step.owners, step, source, dict(uty=uty, sy=sy, seeds=seeds, z0=z0),
+                                loop, call.device, len(walk.rev)))
 
 
 def _loop(net: Model, step: Step, walk: Walk, call: Call, channels: int, z_init, noise_at, callback,

@@ -157,15 +157,27 @@ def _waits_for_host(func, args, kwargs) -> bool:
 
 
 def _loop_host_waits(model, *args, **kwargs):
-    """The host waits of ddrm_sample's loop: from the first model call (set-up checks may read values) to the end."""
-    mode = _HostWaits()
+    """The host waits of ddrm_sample's loop: from the first model call (set-up checks may read values) to the loop's
+    end, where the sampler looks at the result once (``check_result``, after the loop, checked to run once)."""
+    import importlib
+    from unittest import mock
+
+    mode, checks = _HostWaits(), []
+    sampler_module = importlib.import_module("ddrm_fast.sampler.ddrm")
+    real_check = sampler_module.check_result
 
     def armed_model(x, t):
         mode.armed = True
         return model(x, t)
 
-    with mode:
+    def disarmed_check(x):
+        mode.armed = False
+        checks.append(x.shape)
+        return real_check(x)
+
+    with mock.patch.object(sampler_module, "check_result", disarmed_check), mode:
         ddrm_sample(armed_model, *args, **kwargs)
+    assert len(checks) == 1
     return mode.found
 
 
