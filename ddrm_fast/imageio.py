@@ -1,7 +1,8 @@
 """Image files in and out: PNG/JPEG to float tensors in [-1, 1] and back, with atomic writes.
 
 Only regular files are opened; an image's size is read from its header and checked (PIL's decompression-bomb limit,
-a mask's expected size) before its pixels are decoded. PNGs this package writes carry a ``ddrm-fast`` text chunk
+a mask's expected size) before its pixels are decoded. Images and masks come out as every image viewer shows them:
+a photo's EXIF orientation is applied. PNGs this package writes carry a ``ddrm-fast`` text chunk
 (what was restored, with its scores), by which a job recognises its own outputs.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from .files import atomic_write, open_regular
 
-__all__ = ["open_image", "read_image", "read_mask", "image_size", "to_uint8", "write_png", "write_png_uint8",
+__all__ = ["open_image", "read_image", "read_mask", "image_size", "upright", "to_uint8", "write_png", "write_png_uint8",
            "read_png_info", "PNG_KEY"]
 
 PNG_KEY = "ddrm-fast"  # the text chunk of the PNGs this package writes
@@ -47,24 +48,55 @@ def open_image(path: str, what: str = "image") -> Iterator:
             raise ValueError(f"{what} {path}: not a readable image ({type(exc).__name__}: {detail})") from None
 
 
+_EXIF_ORIENTATION = 0x0112
+#: EXIF orientation -> the transpose that shows the image as viewers do (Pillow's ImageOps.exif_transpose table)
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+            7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _orientation(im) -> int:
+    """The EXIF orientation (1 to 8) from what the header holds, without decoding pixels (a PNG's eXIf chunk counts
+    when it comes before the image data, where writers put it)."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: show the pixels as stored
+        return 1
+    return value if isinstance(value, int) and value in _UPRIGHT else 1
+
+
+def _upright_size(im) -> Tuple[int, int]:
+    """(H, W) as viewers show the image: orientations 5 to 8 turn it by 90 degrees."""
+    return (im.width, im.height) if _orientation(im) >= 5 else (im.height, im.width)
+
+
 def image_size(path: str, what: str = "image") -> Tuple[int, int]:
-    """(H, W) of an image file, from its header alone."""
+    """(H, W) of an image file as viewers show it (EXIF orientation applied), from its header alone."""
     with open_image(path, what) as im:
-        return im.height, im.width
+        return _upright_size(im)
 
 
 def _decode(path: str, what: str, modes: Sequence[str], size: Optional[Tuple[int, int]]) -> np.ndarray:
-    """The pixels of ``path`` as uint8 (H, W[, C]), after its header has been checked: the mode, and ``size``
-    (H, W) when given."""
+    """The pixels of ``path`` as uint8 (H, W[, C]), turned upright as its EXIF orientation says (what every image
+    viewer shows), after its header has been checked: the mode, and ``size`` (H, W, upright) when given."""
     with open_image(path, what) as im:
-        if size is not None and (im.height, im.width) != tuple(size):
-            raise _Refused(f"{what} {path}: size {im.width}x{im.height} does not match the image's "
-                           f"{size[1]}x{size[0]}")
+        h, w = _upright_size(im)
+        if size is not None and (h, w) != tuple(size):
+            raise _Refused(f"{what} {path}: size {w}x{h} does not match the image's {size[1]}x{size[0]}")
         if im.mode not in modes:
             raise _Refused(f"{what} {path}: image mode {im.mode} is not supported here (expected "
                            f"{' or '.join(modes)})")
-        im.load()
-        return np.asarray(im, dtype=np.uint8)
+        return np.asarray(upright(im), dtype=np.uint8)
+
+
+def upright(im):
+    """The pixels of an opened PIL image, loaded and turned as its EXIF orientation says (as viewers show it)."""
+    from PIL import Image
+
+    orientation = _orientation(im)  # from the header, as image_size reads it
+    im.load()
+    return im if orientation == 1 else im.transpose(getattr(Image.Transpose, _UPRIGHT[orientation]))
 
 
 def read_image(path: str, modes: Sequence[str] = ("RGB",), what: str = "input",

@@ -25,7 +25,7 @@ import torch
 from .. import compat
 from ..batch import IMAGE_EXTENSIONS
 from ..files import FolderLock, open_regular, read_npy
-from ..imageio import open_image, read_png_info, write_png_uint8
+from ..imageio import open_image, read_png_info, upright, write_png_uint8
 from ..sampler import BACKENDS
 from .args import device_arg, nonnegative_int, positive_int, unit_float
 from .options import choose_device
@@ -158,7 +158,7 @@ def preprocess(path: str, cfg) -> torch.Tensor:
 
     s = cfg.data.image_size
     with open_image(path) as im:  # a regular file, its header's size checked before decoding
-        im = im.convert("RGB" if cfg.data.channels == 3 else "L")
+        im = upright(im).convert("RGB" if cfg.data.channels == 3 else "L")
     dataset = cfg.data.dataset
     if dataset == "ImageNet":
         while min(*im.size) >= 2 * s:
