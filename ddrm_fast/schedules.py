@@ -11,7 +11,11 @@ from typing import List
 
 import torch
 
-__all__ = ["linear_betas", "cosine_betas", "abar_table", "ddrm_timesteps", "get_betas", "runner_betas"]
+__all__ = ["linear_betas", "cosine_betas", "abar_table", "ddrm_timesteps", "get_betas", "runner_betas", "MAX_TIMESTEPS"]
+
+#: the longest schedule a file (a checkpoint's metadata, a diffusers scheduler, a runner config) may declare: real
+#: ones have 1000 to 4000 steps; the bound keeps a crafted file from allocating gigabytes
+MAX_TIMESTEPS = 100_000
 
 
 def linear_betas(num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -53,8 +57,8 @@ def runner_betas(beta_schedule: str, beta_start: float, beta_end: float, num_dif
     """The betas of an original DDRM/DDIM config's ``diffusion`` section (``linear``, ``quad``, ``const``, ``jsd``,
     ``sigmoid``), computed in float64 and returned as float32 as the original runner does."""
     n = int(num_diffusion_timesteps)
-    if n < 1:
-        raise ValueError(f"num_diffusion_timesteps must be >= 1, got {num_diffusion_timesteps}")
+    if not 1 <= n <= MAX_TIMESTEPS:
+        raise ValueError(f"num_diffusion_timesteps must lie in [1, {MAX_TIMESTEPS}], got {num_diffusion_timesteps}")
     start, end = float(beta_start), float(beta_end)
     if beta_schedule == "linear":
         betas = torch.linspace(start, end, n, dtype=torch.float64)

@@ -44,3 +44,10 @@ def test_bad_schedule_arguments():
         schedules.linear_betas(10, 0.1, 0.01)
     with pytest.raises(ValueError, match="schedule must be"):
         schedules.get_betas("quadratic")
+
+
+def test_a_runner_config_cannot_declare_a_schedule_of_gigabytes():
+    # an original config's num_diffusion_timesteps is read from the user's file: bounded before anything is allocated
+    with pytest.raises(ValueError, match=r"num_diffusion_timesteps must lie in \[1, 100000\], got 1000000000000"):
+        schedules.runner_betas("linear", 1e-4, 0.02, 10**12)
+    assert schedules.runner_betas("linear", 1e-4, 0.02, schedules.MAX_TIMESTEPS).numel() == schedules.MAX_TIMESTEPS

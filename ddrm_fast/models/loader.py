@@ -23,8 +23,10 @@ import torch
 from torch import nn
 
 from ..files import atomic_write, check_regular, open_regular
-from ..schedules import cosine_betas, get_betas, linear_betas
+from ..schedules import MAX_TIMESTEPS, get_betas, linear_betas
 from ._config import resolve_config
+from .diffusers_folder import is_diffusers_folder, load_diffusers
+from .errors import CheckpointError
 from .adm import ADMConfig, ADMUNet
 from .ddpm import DDPMConfig, DDPMUNet
 
@@ -33,10 +35,6 @@ __all__ = ["load", "save", "metadata", "default_model", "Loaded", "CheckpointErr
 
 PathLike = Union[str, os.PathLike]
 _META_KEY = "ddrm_fast"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, truncated, or does not match the architecture."""
 
 
 class Loaded(NamedTuple):
@@ -244,10 +242,11 @@ def _metadata(meta: dict, path: str) -> dict:
         raise CheckpointError(f"{path}: metadata config is not an object")
     if "betas" in info:
         betas = info["betas"]
-        ok = isinstance(betas, list) and 0 < len(betas) <= 100_000 and all(
+        ok = isinstance(betas, list) and 0 < len(betas) <= MAX_TIMESTEPS and all(
             isinstance(b, (int, float)) and not isinstance(b, bool) and 0 < b < 1 for b in betas)
         if not ok:
-            raise CheckpointError(f"{path}: metadata betas must be a list of at most 100000 numbers in (0, 1)")
+            raise CheckpointError(f"{path}: metadata betas must be a list of at most {MAX_TIMESTEPS} numbers in "
+                                  f"(0, 1)")
     return info
 
 
@@ -299,61 +298,6 @@ def _build(arch: str, config: dict) -> nn.Module:
     raise CheckpointError(f"unknown architecture {arch!r}: expected 'adm' or 'ddpm'")
 
 
-def _load_diffusers(path: str, schedule) -> Loaded:
-    try:
-        from diffusers import UNet2DModel
-    except ImportError:
-        raise CheckpointError(f"{path}: a diffusers folder needs the diffusers package "
-                              "(pip install 'ddrm_fast[diffusers]')") from None
-    unet_dir = os.path.join(path, "unet") if os.path.isfile(os.path.join(path, "unet", "config.json")) else path
-    with open(os.path.join(unet_dir, "config.json")) as f:
-        cls = json.load(f).get("_class_name", "UNet2DModel")
-    if cls != "UNet2DModel":
-        raise CheckpointError(f"{unet_dir}: a {cls}; only UNet2DModel (unconditional pixel-space) is supported")
-    try:
-        unet = UNet2DModel.from_pretrained(unet_dir)
-    except Exception as exc:
-        raise CheckpointError(f"{unet_dir}: diffusers could not load it ({str(exc).splitlines()[0][:160]})") from None
-    betas = linear_betas().double()
-    for cand in (os.path.join(path, "scheduler", "scheduler_config.json"), os.path.join(path, "scheduler_config.json"),
-                 os.path.join(os.path.dirname(os.path.abspath(unet_dir)), "scheduler", "scheduler_config.json")):
-        if os.path.isfile(cand):
-            with open(cand) as f:
-                betas = diffusers_betas(json.load(f))
-            break
-    return Loaded(DiffusersEps(unet).eval(), _schedule(schedule, betas))
-
-
-def diffusers_betas(cfg: dict) -> torch.Tensor:
-    """betas (float64) of a diffusers DDPM/DDIM scheduler config; only eps-prediction models are usable here."""
-    pred = cfg.get("prediction_type", "epsilon")
-    if pred != "epsilon":
-        raise CheckpointError(f"scheduler prediction_type {pred!r}: DDRM needs an eps-prediction model")
-    n = int(cfg.get("num_train_timesteps", 1000))
-    if cfg.get("trained_betas") is not None:
-        return torch.tensor(cfg["trained_betas"], dtype=torch.float64)
-    kind = cfg.get("beta_schedule", "linear")
-    start, end = float(cfg.get("beta_start", 1e-4)), float(cfg.get("beta_end", 0.02))
-    if kind == "linear":
-        return torch.linspace(start, end, n, dtype=torch.float64)
-    if kind == "scaled_linear":
-        return torch.linspace(start**0.5, end**0.5, n, dtype=torch.float64) ** 2
-    if kind == "squaredcos_cap_v2":
-        return cosine_betas(n).double()
-    raise CheckpointError(f"scheduler beta_schedule {kind!r} is not supported")
-
-
-class DiffusersEps(nn.Module):
-    """A diffusers UNet2DModel as ``model(x_t, t) -> eps``."""
-
-    def __init__(self, unet: nn.Module):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t).sample
-
-
 def load(path: PathLike, *, arch: Optional[str] = None, config: Optional[dict] = None, schedule=None,
          device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None, ema: bool = True,
          num_heads: int = 4, num_head_channels: int = 64) -> Loaded:
@@ -377,10 +321,10 @@ def load(path: PathLike, *, arch: Optional[str] = None, config: Optional[dict] =
     if not os.path.lexists(path):
         raise CheckpointError(f"model file not found: {path}")
     if os.path.isdir(path):
-        if not (os.path.isfile(os.path.join(path, "config.json"))
-                or os.path.isfile(os.path.join(path, "unet", "config.json"))):
+        if not is_diffusers_folder(path):
             raise CheckpointError(f"{path}: a folder but not a diffusers model (no config.json or unet/config.json)")
-        model, betas = _load_diffusers(path, schedule)
+        model, betas = load_diffusers(path)
+        betas = _schedule(schedule, betas)
     else:
         try:
             check_regular(path, "model file")

@@ -197,3 +197,50 @@ def test_loaded_models_are_in_eval_mode(tmp_path):
     model = _adm().train()
     save(model, tmp_path / "m.safetensors", torch.linspace(1e-4, 0.02, 1000))
     assert not load(tmp_path / "m.safetensors").model.training
+
+
+def _diffusers_folder(path):
+    diffusers = pytest.importorskip("diffusers")
+    unet = diffusers.UNet2DModel(sample_size=16, block_out_channels=(32, 64), norm_num_groups=8, layers_per_block=1,
+                                 down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"))
+    unet.save_pretrained(path)
+    return json.loads((path / "config.json").read_text())
+
+
+@pytest.mark.parametrize("file,text,match", [
+    ("config.json", "[1, 2, 3]", "config.json: expected a JSON object, got a list"),
+    ("config.json", "{not json", "config.json: not JSON"),
+    ("scheduler_config.json", '{"num_train_timesteps": 1000000000000}',
+     r"num_train_timesteps 1000000000000 must be an integer in \[1, 100000\]"),
+    ("scheduler_config.json", '{"num_train_timesteps": "1000"}', "num_train_timesteps '1000' must be an integer"),
+    ("scheduler_config.json", '{"trained_betas": [0.5, 2]}', "trained_betas must be a list"),
+    ("scheduler_config.json", '["linear"]', "scheduler_config.json: expected a JSON object, got a list"),
+    ("scheduler_config.json", '{"beta_start": "x"}', "beta_start 'x' is not a number"),
+])
+def test_a_diffusers_folder_that_declares_nonsense_is_refused_before_allocating(tmp_path, file, text, match):
+    _diffusers_folder(tmp_path / "m")
+    (tmp_path / "m" / file).write_text(text)
+    with pytest.raises(CheckpointError, match=match):
+        load(tmp_path / "m")
+
+
+def test_a_diffusers_config_larger_than_its_weights_is_refused_on_the_meta_device(tmp_path):
+    cfg = _diffusers_folder(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(dict(cfg, block_out_channels=[10**5, 2 * 10**5])))
+    with pytest.raises(CheckpointError, match=r"declares \d+ parameters, more than its weights files"):
+        load(tmp_path / "m")  # 6.8e12 parameters: 27 TB if it were allocated
+    (tmp_path / "m" / "config.json").write_text(json.dumps(dict(cfg, block_out_channels=[16, 32])))
+    with pytest.raises(CheckpointError, match="diffusers could not load it .*size mismatch for conv_in.weight"):
+        load(tmp_path / "m")
+
+
+def test_a_diffusers_folder_loads_without_a_word_on_stderr(tmp_path):
+    # a fresh process: diffusers says some things once per process only
+    import subprocess
+    import sys
+
+    _diffusers_folder(tmp_path / "m")
+    p = subprocess.run([sys.executable, "-c", "import sys; from ddrm_fast.models import load; load(sys.argv[1])",
+                        str(tmp_path / "m")], capture_output=True, text=True)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
