@@ -59,3 +59,35 @@ def golden_x_init(meta):
     """The initial draw of a golden case, as the protocol makes it."""
     torch.manual_seed(meta["sampler_seed"])
     return torch.randn(meta["batch"], 3, 32, 32)
+
+
+def _mount_tmpfs(path, options):
+    """Mount a tmpfs at ``path`` (created), or skip the test where this process may not mount (not root, a
+    container without the capability): these tests want a real file system's refusal, not a simulated one."""
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({p.stderr.strip() or p.returncode})")
+    return path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 KB file system (a tmpfs) of its own: writes there run out of space as on a full disk."""
+    import subprocess
+
+    path = _mount_tmpfs(tmp_path / "small_disk", "size=300k")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A read-only file system (a tmpfs mounted ro): nothing can be created in it, whoever the user is."""
+    import subprocess
+
+    path = _mount_tmpfs(tmp_path / "read_only", "ro,size=64k")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)

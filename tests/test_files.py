@@ -25,40 +25,68 @@ def test_open_regular_refuses_fifos_folders_and_devices_without_blocking(tmp_pat
         assert f.read() == "hello"
 
 
-def test_atomic_write_leaves_the_old_file_or_the_new_one_never_a_part(tmp_path):
+@pytest.mark.parametrize("error,raised", [(OSError(5, "Input/output error"), "Input/output error"),
+                                          (OSError(28, "No space left on device"),
+                                           r"no space left on .*: could not write a.png; free space and run again"),
+                                          (RuntimeError("Os { code: 28, kind: StorageFull, message: \"No space left "
+                                                        "on device\" }"), "no space left on")])
+def test_atomic_write_leaves_the_old_file_or_the_new_one_never_a_part(tmp_path, error, raised):
     target = tmp_path / "a.png"
     target.write_bytes(b"old")
 
     def broken(tmp):
         with open(tmp, "wb") as f:
             f.write(b"half of it")
-        raise OSError(28, "No space left on device")
+        raise error
 
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(type(error) if "no space" not in raised else files.DiskFull, match=raised) as info:
         files.atomic_write(str(target), broken)
+    if "no space" in raised:  # a full disk is not this file's fault: it names the folder, so a job can stop
+        assert info.value.folder == str(tmp_path)
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["a.png"]  # the temporary went too
     files.atomic_write(str(tmp_path / "b.png"), lambda tmp: open(tmp, "wb").write(b"new"))
     assert (tmp_path / "b.png").read_bytes() == b"new" and sorted(os.listdir(tmp_path)) == ["a.png", "b.png"]
 
 
-def test_only_the_jobs_own_temporaries_are_removed(tmp_path):
-    names = {}
+def _temporary_name(tmp_path):
+    """The name of a temporary atomic_write makes (the write is interrupted, as by a kill)."""
+    names = []
 
-    def keep_name(tmp):
-        names["tmp"] = os.path.basename(tmp)
-        raise KeyboardInterrupt  # stands for a kill: the temporary stays behind only if we re-create it below
+    def interrupted(tmp):
+        names.append(os.path.basename(tmp))
+        raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        files.atomic_write(str(tmp_path / "cat.png"), keep_name)
-    (tmp_path / names["tmp"]).write_bytes(b"left by a killed job")
-    users = ["thesis.tmp.docx", "template.tmpl", "x.tmp", ".ddrm-fast-partial.notes", "cat.png.tmp123.png"]
+        files.atomic_write(str(tmp_path / "cat.png"), interrupted)
+    return names[0]
+
+
+def test_only_the_jobs_own_temporaries_are_removed(tmp_path):
+    left, folder = _temporary_name(tmp_path), _temporary_name(tmp_path)
+    (tmp_path / left).write_bytes(b"left by a killed job")
+    (tmp_path / folder).mkdir()  # our name, but a folder: not ours
+    *head, check = left.split(".")
+    users = ["thesis.tmp.docx", "template.tmpl", "x.tmp", ".ddrm-fast-partial.notes", "cat.png.tmp123.png",
+             # an output named like the temporaries of earlier versions (an input of that name gives one)
+             ".ddrm-fast-partial.1.0123456789abcdef.cat.png",
+             # today's pattern with a checksum that does not fit, and a temporary's name with an extension
+             ".".join(head + ["0" * 8 if check != "0" * 8 else "1" * 8]), left + ".png"]
     for n in users:
         (tmp_path / n).write_text("the user's")
     (tmp_path / "cache.tmp").mkdir()
-    (tmp_path / ".ddrm-fast-partial.1.0123456789abcdef.dir").mkdir()  # our pattern, but a folder: not ours
-    assert files.is_own_temporary(names["tmp"]) and not any(files.is_own_temporary(n) for n in users)
+    assert files.is_own_temporary(left) and not any(files.is_own_temporary(n) for n in users)
     assert files.remove_own_temporaries(str(tmp_path)) == 1
-    assert sorted(os.listdir(tmp_path)) == sorted(users + ["cache.tmp", ".ddrm-fast-partial.1.0123456789abcdef.dir"])
+    assert sorted(os.listdir(tmp_path)) == sorted(users + ["cache.tmp", folder])
+
+
+def test_temporary_names_fit_whatever_the_target_is_named(tmp_path):
+    """A temporary's name has a fixed length, so every name the file system takes can be written."""
+    longest = "n" * 251 + ".png"  # 255 bytes: the usual limit
+    seen = []
+    files.atomic_write(str(tmp_path / longest), lambda tmp: (seen.append(os.path.basename(tmp)),
+                                                             open(tmp, "wb").write(b"ok")))
+    assert (tmp_path / longest).read_bytes() == b"ok" and os.listdir(tmp_path) == [longest]
+    assert len(seen[0]) < 64 and files.is_own_temporary(seen[0])
 
 
 def _npy_header_only(path, shape):
@@ -122,3 +150,78 @@ def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
     plain.write_bytes(b"")
     files.atomic_write(str(tmp_path / "m.safetensors"), lambda tmp: save_file({"a": torch.zeros(1)}, tmp))
     assert os.stat(tmp_path / "m.safetensors").st_mode == os.stat(plain).st_mode  # safetensors alone gives 0600
+
+
+@pytest.mark.parametrize("kind", ["notes", "empty", "a pid alone", "a symlink", "a folder", "magic and more"])
+def test_a_lock_file_that_is_not_ddrm_fasts_is_refused_and_never_touched(tmp_path, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / files.LOCK_NAME
+    if kind == "notes":
+        lock.write_text("notes\n")
+    elif kind == "empty":
+        lock.write_bytes(b"")
+    elif kind == "a pid alone":  # what earlier versions wrote: too little to tell from a user's file
+        lock.write_text("123\n")
+    elif kind == "a symlink":
+        (tmp_path / "mine.txt").write_text("mine")
+        os.symlink(tmp_path / "mine.txt", lock)
+    elif kind == "a folder":
+        lock.mkdir()
+        (lock / "inside").write_text("mine")
+    else:  # begins like ours but goes on: a user's document that quotes it
+        lock.write_bytes(b"ddrm-fast lock: a ddrm-fast job uses this output folder\n" + b"x" * 1000)
+    before = {p: (p.read_bytes() if p.is_file() else None) for p in sorted(tmp_path.rglob("*"))}
+    with pytest.raises(ValueError, match=r"\.ddrm-fast\.lock exists and is not ddrm-fast's lock.*it is not touched"):
+        files.FolderLock(str(out)).acquire()
+    assert {p: (p.read_bytes() if p.is_file() else None) for p in sorted(tmp_path.rglob("*"))} == before
+
+
+def test_a_lock_a_killed_job_left_is_taken_over_and_folders_the_lock_made_go_with_it(tmp_path):
+    out = tmp_path / "a" / "b"
+    lock = files.FolderLock(str(out))
+    lock.acquire()
+    left = (out / files.LOCK_NAME).read_bytes()  # what a SIGKILL leaves: the file, no process holding it
+    assert left.startswith(b"ddrm-fast lock") and f"pid {os.getpid()}".encode() in left
+    lock.release()
+    assert not (tmp_path / "a").exists()  # made for a job that wrote nothing: removed, both levels
+    out.mkdir(parents=True)
+    (out / files.LOCK_NAME).write_bytes(left.replace(str(os.getpid()).encode(), b"1"))
+    with files.FolderLock(str(out)):
+        assert (out / files.LOCK_NAME).read_bytes() == left  # ours now
+    assert os.listdir(out) == []  # the folder was there before: it stays
+
+
+def test_a_report_keeps_whole_lines_only(tmp_path, monkeypatch):
+    path = tmp_path / "report.jsonl"
+    for before, after in ((b'{"a": 1}\n{"name": "x", "sig', b'{"a": 1}\n{"b": 2}\n'),
+                          (b'{"name": "x"', b'{"b": 2}\n'), (b"", b'{"b": 2}\n'),
+                          (b'{"a": 1}\n' * 1000 + b'{"c"', b'{"a": 1}\n' * 1000 + b'{"b": 2}\n')):
+        path.write_bytes(before)
+        with files.LineLog(str(path)) as log:
+            log.write('{"b": 2}')
+        assert path.read_bytes() == after
+    real_write = os.write
+
+    def full_after_half(fd, data):  # the disk fills up in the middle of a line
+        if fd == log.fd:
+            real_write(fd, bytes(data[:5]))
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    log = files.LineLog(str(path))
+    monkeypatch.setattr(os, "write", full_after_half)
+    with pytest.raises(files.DiskFull, match="no space left on .*: could not write report.jsonl"):
+        log.write('{"d": 4}')
+    monkeypatch.setattr(os, "write", real_write)
+    log.close()
+    assert path.read_bytes() == after  # nothing of the line that did not fit
+
+
+def test_output_paths_below_a_file_are_refused(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ValueError, match=r"--output-dir .*afile/sub/deeper: .*afile is a file, not a folder"):
+        files.check_output_path(str(tmp_path / "afile" / "sub" / "deeper"), "--output-dir")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        files.check_output_path(str(tmp_path / "afile"), "-o")
+    files.check_output_path(str(tmp_path / "new" / "sub"), "-o")  # to be created: fine
