@@ -31,7 +31,8 @@ import torch
 
 from . import operators as O
 from . import tasks
-from .files import FolderLock, open_regular, read_npy, remove_own_temporaries, same_folder, write_text
+from .files import (DiskFull, FolderLock, LineLog, check_output_path, is_disk_full, open_regular, read_npy,
+                    remove_own_temporaries, same_folder, write_text)
 from .figures import comparison_panels, write_comparison
 from .imageio import image_size, read_image, read_mask, read_png_info, write_png
 from .metrics import psnr_ssim
@@ -326,18 +327,17 @@ class _Job:
     eta_b: float
     device: torch.device
     backend: str
-    report: "object"
+    report: LineLog
     rank: int
     sampler: Callable = ddrm_sample
     options: Dict[str, object] = field(default_factory=dict)
     #: also write OUT/compare/<stem>.png (clean | degraded | baseline | DDRM) per image
     compare: bool = False
     stats: Dict[str, float] = field(default_factory=lambda: {"ok": 0, "failed": 0, "psnr_sum": 0.0, "psnr_n": 0,
-                                                             "sampler_s": 0.0, "io_s": 0.0})
+                                                             "sampler_s": 0.0, "io_s": 0.0, "done_before": 0})
 
     def log(self, rec: dict) -> None:
-        self.report.write(json.dumps(rec) + "\n")
-        self.report.flush()
+        self.report.write(json.dumps(rec))  # a whole line or, on a full disk, nothing and DiskFull
 
     def fail(self, it: Item, reason: str) -> None:
         self.stats["failed"] += 1
@@ -366,6 +366,8 @@ class _Job:
                                  **self.options).cpu()
             seconds = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - OOM splits; anything else fails these items, the job goes on
+            if is_disk_full(exc):
+                raise
             if _is_oom(exc):
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -389,7 +391,9 @@ class _Job:
                 if panels:  # first: the restoration's PNG marks the item done
                     self.write_comparison(it, panels)
                 write_png(xi, os.path.join(self.out_dir, it.stem + ".png"), _png_info(rec))
-            except Exception as exc:  # noqa: BLE001 - a full disk fails this image; nothing partial stays behind
+            except Exception as exc:  # noqa: BLE001 - this image fails; nothing partial stays behind
+                if is_disk_full(exc):
+                    raise  # not this image's fault: the job stops, everything finished stays
                 self.fail(it, f"could not write {it.stem}.png: {_reason(exc)}")
                 continue
             self.done(rec)
@@ -454,20 +458,37 @@ def _batches(items: List[Item], batch_size: int) -> List[List[Item]]:
     return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
 
 
+def _record(line: str) -> Optional[dict]:
+    """One report line's record, or None for a line that holds none. A record that an earlier version appended
+    onto a line a kill had cut (``{"name": "a", "si{"name": "b", ...}``) is found after the cut."""
+    for start in (0, line.rfind(_RECORD_START)):
+        if start < 0:
+            break
+        try:
+            rec = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "name" in rec and "status" in rec:
+            return rec
+    return None
+
+
+_RECORD_START = '{"name": '  # how every report line begins (json.dumps of a record whose first key is the name)
+
+
+def _report_records(path: str) -> List[dict]:
+    """The records of a report this package wrote; lines a kill or a full disk cut short are skipped."""
+    if not os.path.exists(path):
+        return []
+    with open_regular(path, "report", "r") as f:
+        return [rec for rec in map(_record, f) if rec is not None]
+
+
 def _finished(out_dir: str, report_path: str, items: List[Item], job: "_Job") -> List[Item]:
     """Items still to do. An existing output counts as finished only when this package wrote it for this item (its
     PNG text chunk says so); one whose report line a kill cut off gets a 'recovered' line with the scores stored in
     it. An existing file of that name that the job did not write is the user's: the item fails, the file stays."""
-    reported = set()
-    if os.path.exists(report_path):
-        with open_regular(report_path, "report", "r") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a kill
-                if isinstance(rec, dict) and rec.get("status") == "ok":
-                    reported.add(rec.get("name"))
+    reported = {rec.get("name") for rec in _report_records(report_path) if rec.get("status") == "ok"}
     todo = []
     for it in items:
         path = os.path.join(out_dir, it.stem + ".png")
@@ -478,19 +499,21 @@ def _finished(out_dir: str, report_path: str, items: List[Item], job: "_Job") ->
         if info is None or info.get("name") != it.name:
             job.fail(it, f"{path} exists and was not written by ddrm-fast for this image; it is left as it is "
                          f"(move it away or choose another --output-dir)")
-        elif it.name not in reported:
-            job.done({**_item_record(it), "status": "ok", "recovered": True, "rank": job.rank,
-                      **{k: info[k] for k in _SCORES if k in info}},
-                     this_run=False)
+        else:
+            job.stats["done_before"] += 1
+            if it.name not in reported:
+                job.done({**_item_record(it), "status": "ok", "recovered": True, "rank": job.rank,
+                          **{k: info[k] for k in _SCORES if k in info}},
+                         this_run=False)
     return todo
 
 
 def check_output_folder(out_dir: str, input_dir: Optional[str] = None, masks_dir: Optional[str] = None,
                         world: int = 1) -> None:
-    """Refuse an output folder the job could damage, before anything is decoded or sampled: one that is a file,
-    that is the input (or masks) folder, or that holds a report or summary this package did not write."""
-    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"--output-dir {out_dir}: exists and is not a folder")
+    """Refuse an output folder the job could damage or cannot write, before anything is decoded or sampled: one that
+    is a file or lies below one, one that cannot be written, that is the input (or masks) folder, or that holds a
+    report or summary this package did not write."""
+    check_output_path(out_dir, "--output-dir")  # a file, below a file, or in a folder that cannot be written
     for flag, other in (("--input-dir", input_dir), ("--masks-dir", masks_dir)):
         if other is not None and os.path.isdir(other) and os.path.isdir(out_dir) and same_folder(out_dir, other):
             raise ValueError(f"--output-dir {out_dir} is the {flag} folder: the results would mix with the inputs; "
@@ -515,11 +538,10 @@ def _own_json(path: str, lines: bool) -> bool:
             first = f.readline()
             if not first:
                 return True  # empty: a job killed before its first line
-            try:
-                rec = json.loads(first)
-            except ValueError:  # only a kill's cut-off line, if it is the only one and begins as ours do
-                return first.startswith('{"name": ') and not f.readline()
-            return isinstance(rec, dict) and {"name", "status"} <= set(rec)
+            if _record(first) is not None:
+                return True
+            # a line a kill or a full disk cut short, begun as ours are: the only one, or the next one appended to it
+            return first.startswith(_RECORD_START) and not first.endswith("\n")
     except (ValueError, OSError):
         return False
 
@@ -561,21 +583,32 @@ def _restore_items(model, betas, input_dir, out_dir, *, task, sigma_y, batch_siz
                  world=world)
     os.makedirs(out_dir, exist_ok=True)
     report_path = os.path.join(out_dir, "report.jsonl" if world == 1 else f"report.rank{rank}.jsonl")
-    with open(report_path, "a") as report:
-        job = _Job(model, betas, out_dir, observed, steps, eta, eta_b, torch.device(device), backend, report, rank,
-                   sampler, dict(sampler_options or {}), compare)
-        for it in [i for i in items if i.error]:
-            job.fail(it, it.error)
-        todo = _finished(out_dir, report_path, [i for i in items if not i.error], job)
-        batches = _batches(todo, batch_size)
-        loader = torch.utils.data.DataLoader(_Batches(batches, observed, getattr(model, "divisor", 1)),
-                                             batch_size=None, shuffle=False, num_workers=num_workers,
-                                             collate_fn=_identity)
-        from tqdm.auto import tqdm
+    job = None
+    try:
+        with LineLog(report_path) as report:  # a line a killed run left half-written is cut off first
+            job = _Job(model, betas, out_dir, observed, steps, eta, eta_b, torch.device(device), backend, report,
+                       rank, sampler, dict(sampler_options or {}), compare)
+            for it in [i for i in items if i.error]:
+                job.fail(it, it.error)
+            todo = _finished(out_dir, report_path, [i for i in items if not i.error], job)
+            load_s = _sample_all(job, todo, batch_size, observed, getattr(model, "divisor", 1), num_workers,
+                                 progress, "restore" if world == 1 else f"restore rank {rank}")
+    except DiskFull:
+        done = 0 if job is None else job.stats["done_before"] + job.stats["ok"]
+        raise DiskFull(out_dir, f"{done} of {len(items)} done; free space and rerun to finish",
+                       done=done, total=len(items)) from None
+    return dict(job.stats, load_s=load_s, seconds=time.perf_counter() - t_start, todo=len(todo), items=len(items))
 
-        bar = tqdm(total=len(todo), unit="img", desc=f"restore{'' if world == 1 else f' rank {rank}'}",
-                   disable=not progress)
-        load_s = 0.0
+
+def _sample_all(job: _Job, todo: List[Item], batch_size: int, observed: bool, divisor: int, num_workers: int,
+                progress: bool, desc: str) -> float:
+    """Decode, measure and restore ``todo`` batch by batch; returns the seconds the loaders spent."""
+    loader = torch.utils.data.DataLoader(_Batches(_batches(todo, batch_size), observed, divisor), batch_size=None,
+                                         shuffle=False, num_workers=num_workers, collate_fn=_identity)
+    from tqdm.auto import tqdm
+
+    load_s = 0.0
+    with tqdm(total=len(todo), unit="img", desc=desc, disable=not progress) as bar:
         for loaded, seconds in loader:
             load_s += seconds
             measured = []
@@ -591,9 +624,7 @@ def _restore_items(model, betas, input_dir, out_dir, *, task, sigma_y, batch_siz
             if measured:
                 job.run(measured)
             bar.update(len(loaded))
-        bar.close()
-    stats = dict(job.stats, load_s=load_s, seconds=time.perf_counter() - t_start, todo=len(todo))
-    return stats
+    return load_s
 
 
 def clean_partial(out_dir: str) -> int:
@@ -607,21 +638,12 @@ def summarize(out_dir: str, stats: List[dict], world: int) -> dict:
     names, failed = {}, {}
     for r in range(world):
         path = os.path.join(out_dir, "report.jsonl" if world == 1 else f"report.rank{r}.jsonl")
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(rec, dict) or "name" not in rec:
-                    continue
-                if rec.get("status") == "ok":
-                    names[rec["name"]] = rec
-                    failed.pop(rec["name"], None)
-                else:
-                    failed[rec["name"]] = rec
+        for rec in _report_records(path):
+            if rec.get("status") == "ok":
+                names[rec["name"]] = rec
+                failed.pop(rec["name"], None)
+            else:
+                failed[rec["name"]] = rec
     psnrs = [r["psnr"] for r in names.values() if "psnr" in r]
     scored = [r for r in names.values() if "psnr" in r and "psnr_baseline" in r]
     seconds = max(s["seconds"] for s in stats)

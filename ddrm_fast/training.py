@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion import GaussianDiffusion
-from .files import FolderLock, atomic_write, open_regular
+from .files import FolderLock, LineLog, atomic_write, check_output_path, open_regular
 from .models.adm import ADMUNet
 from .models.loader import metadata, save
 
@@ -162,8 +162,7 @@ def train(model: ADMUNet, betas: torch.Tensor, images: Sequence[torch.Tensor], o
         raise ValueError(f"crop {crop} is larger than the smallest photo side ({smallest})")
     if not 0 <= ema_decay < 1 or not lr > 0:
         raise ValueError(f"ema_decay must lie in [0, 1) and lr be > 0, got {ema_decay}, {lr}")
-    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"-o {out_dir}: exists and is not a folder")
+    check_output_path(out_dir, "-o")
     recipe = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "weight_decay": weight_decay,
               "ema_decay": ema_decay, "warmup": warmup, "seed": seed, "bf16": bf16, "images": len(images),
               "min_scale": min_scale, "rot90": rot90, "init_sha256": init,
@@ -191,8 +190,8 @@ def _check_out_dir(out_dir: str, resume: bool, recipe: dict) -> Optional[dict]:
             first = f.readline()
         try:
             ours = first == "" or {"step", "loss"} <= set(json.loads(first))
-        except (ValueError, TypeError):
-            ours = False
+        except (ValueError, TypeError):  # a line a kill cut short, if it is the only one and begins as ours do
+            ours = first.startswith('{"step": ') and not first.endswith("\n")
         if not ours:
             raise ValueError(f"{log_path} exists and is not a ddrm-fast training log; it is not appended to")
     state_path = os.path.join(out_dir, "state.pt")
@@ -266,7 +265,7 @@ def _train(model, betas, images, out_dir, state, recipe, *, heldout, checkpoint_
 
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress)
     running = None
-    with open(os.path.join(out_dir, "log.jsonl"), "a") as logf, _deferred_interrupt() as interrupted:
+    with LineLog(os.path.join(out_dir, "log.jsonl")) as logf, _deferred_interrupt() as interrupted:
         for k in bar:
             running = _train_step(model, ema, opt, diffusion, next(batches), gen, k, recipe, device, running)
             bar.set_postfix(loss=f"{running:.4f}")
@@ -275,8 +274,7 @@ def _train(model, betas, images, out_dir, state, recipe, *, heldout, checkpoint_
                 rec = {"step": done, "loss": running, "lr": _lr_at(k, recipe), "seconds": time.perf_counter() - t0}
                 if heldout and (done % checkpoint_every == 0 or done == steps):
                     rec["heldout_loss"] = heldout_loss(ema, diffusion, heldout)
-                logf.write(json.dumps(rec) + "\n")
-                logf.flush()
+                logf.write(json.dumps(rec))  # a whole line: one a kill cut short is cut off on the next run
                 if log is not None:
                     log(rec)
             if done % checkpoint_every == 0 or done == steps or interrupted:

@@ -445,21 +445,22 @@ def test_a_failed_write_leaves_no_file_and_a_rerun_completes(tmp_path, monkeypat
     from PIL import Image as PILImage
 
     inp = _dataset(tmp_path / "in", n=3)
-    real_save = PILImage.Image.save
+    real_save, saves = PILImage.Image.save, []
 
-    def disk_full(self, fp, *a, **k):
-        if "img1.png" in str(fp):
+    def io_error(self, fp, *a, **k):
+        saves.append(fp)
+        if len(saves) == 2:  # img1's temporary (the images are written in name order)
             with open(fp, "wb") as f:
-                f.write(b"\x89PNG half")  # part of the file is there when the disk fills up
-            raise OSError(28, "No space left on device")
+                f.write(b"\x89PNG half")  # part of the file is there when the device fails
+            raise OSError(5, "Input/output error")
         return real_save(self, fp, *a, **k)
 
-    monkeypatch.setattr(PILImage.Image, "save", disk_full)
+    monkeypatch.setattr(PILImage.Image, "save", io_error)
     stats = _run(inp, tmp_path / "out")
     assert stats["ok"] == 2 and stats["failed"] == 1
     assert sorted(os.listdir(tmp_path / "out")) == ["img0.png", "img2.png", "report.jsonl"]  # no final, no temporary
     failed = {r["name"]: r for r in _report(tmp_path / "out") if r["status"] == "error"}
-    assert failed["img1.png"]["error"] == "could not write img1.png: OSError: [Errno 28] No space left on device"
+    assert failed["img1.png"]["error"] == "could not write img1.png: OSError: [Errno 5] Input/output error"
     monkeypatch.setattr(PILImage.Image, "save", real_save)
     assert _run(inp, tmp_path / "out")["ok"] == 1
     assert sorted(r["name"] for r in _report(tmp_path / "out") if r["status"] == "ok") == [
@@ -558,3 +559,167 @@ def test_folder_jobs_score_the_baseline_and_write_comparisons_on_request(tmp_pat
     summary = batch.summarize(str(out), [dict(_run(inp, out, compare=True), load_s=0.0)], 1)
     assert summary["scored"] == 2 and summary["mean_psnr_both"] == {
         "ddrm": second["psnr"], "baseline": second["psnr_baseline"], "images": 1}
+
+
+# --- what a killed or disk-full run leaves, and names that collide with the job's own ------------------------------
+_QUICK = ["--task", "deno", "--steps", "2", "--num-workers", "0", "--no-progress"]
+
+
+def _job(inp, out, model, *extra):
+    return _ddrm("restore", "--input-dir", inp, "--output-dir", out, *_QUICK, "--model", model, *extra)
+
+
+def _records(out):
+    """The report's records; a line earlier versions glued onto a cut one holds its record after the cut."""
+    records = []
+    for line in open(out / "report.jsonl"):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            records.append(json.loads(line[line.rindex('{"name": '):]))
+    return records
+
+
+def _once_each(out, names):
+    """Every image reported ok exactly once, by the report and by the summary."""
+    ok = [r["name"] for r in _records(out) if r["status"] == "ok"]
+    assert sorted(ok) == sorted(names), ok
+    assert json.load(open(out / "summary.json"))["images"] == len(names)
+
+
+def test_a_users_lock_file_is_refused_and_never_touched(tmp_path):
+    inp, out = _dataset(tmp_path / "in", n=2), tmp_path / "out"
+    out.mkdir()
+    (out / ".ddrm-fast.lock").write_text("notes\n")
+    before = _snapshot(out)
+    code, stdout, stderr = _job(inp, out, _tiny_model(tmp_path))
+    assert code == 2 and stdout == "" and stderr.splitlines() == [
+        f"ddrm-fast: error: --output-dir {out}: .ddrm-fast.lock exists and is not ddrm-fast's lock (not written by "
+        f"ddrm-fast); it is not touched (move it away or choose another folder)"]
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("how", ["torn", "torn and appended to"])
+def test_a_torn_last_report_line_is_cut_and_every_image_reported_once(tmp_path, how):
+    """A kill (or a full disk) in the middle of a report line: the image whose line was cut is recovered from its
+    PNG's record, nothing is appended to the torn line, and no later rerun refuses the folder."""
+    inp, out, model = _dataset(tmp_path / "in", n=3), tmp_path / "out", _tiny_model(tmp_path)
+    assert _job(inp, out, model)[0] == 0
+    lines = (out / "report.jsonl").read_text().splitlines(keepends=True)
+    torn = lines[0] + lines[1] + lines[2][:25]  # img2's line cut short; img2.png is written
+    if how == "torn and appended to":  # what earlier versions did on the next run: a record glued to the cut one
+        torn += lines[2]
+    (out / "report.jsonl").write_text(torn)
+    for _ in range(2):
+        code, stdout, stderr = _job(inp, out, model)
+        assert code == 0 and "3 images restored (0 this run)" in stdout, stderr
+        _once_each(out, ["img0.png", "img1.png", "img2.png"])
+    recovered = [r for r in _records(out) if r.get("recovered")]
+    if how == "torn":
+        assert [r["name"] for r in recovered] == ["img2.png"] and "psnr" in recovered[0]
+    assert all(line.endswith("\n") for line in (out / "report.jsonl").read_text().splitlines(keepends=True))
+
+
+def test_a_torn_line_of_an_image_that_is_not_there_is_cut_too(tmp_path):
+    # the issue's reproduction: `printf '{"name": "x", "sig' > o/report.jsonl`, then the job twice
+    inp, out, model = _dataset(tmp_path / "in", n=3), tmp_path / "out", _tiny_model(tmp_path)
+    out.mkdir()
+    (out / "report.jsonl").write_text('{"name": "x", "sig')
+    for expected in ("3 images restored (3 this run)", "3 images restored (0 this run)"):
+        code, stdout, stderr = _job(inp, out, model)
+        assert code == 0 and expected in stdout, (stdout, stderr)
+        _once_each(out, ["img0.png", "img1.png", "img2.png"])
+
+
+def test_an_input_named_like_a_temporary_is_an_ordinary_image(tmp_path):
+    inp, out, model = _dataset(tmp_path / "in", n=1), tmp_path / "out", _tiny_model(tmp_path)
+    odd = ".ddrm-fast-partial.1.0123456789abcdef.cat.png"  # how earlier versions named their temporaries
+    os.rename(inp / "img0.png", inp / odd)
+    assert _job(inp, out, model)[0] == 0
+    first = (out / odd).read_bytes()
+    code, stdout, _ = _job(inp, out, model)
+    assert code == 0 and "1 images restored (0 this run)" in stdout
+    assert (out / odd).read_bytes() == first  # neither removed as a temporary nor restored again
+    _once_each(out, [odd])
+
+
+def test_the_longest_names_are_written_and_a_name_that_cannot_be_is_refused_before_sampling(tmp_path):
+    inp, out, model = _dataset(tmp_path / "in", n=1), tmp_path / "out", _tiny_model(tmp_path)
+    longest = "n" * 251 + ".png"  # 255 bytes, the file system's limit: its output has the same name
+    os.rename(inp / "img0.png", inp / longest)
+    code, stdout, stderr = _job(inp, out, model)
+    assert code == 0 and "Traceback" not in stderr
+    _once_each(out, [longest])
+    # one image: <stem>_deno_restored.png would pass the limit; refused up front, by name, nothing written
+    code, stdout, stderr = _ddrm("restore", inp / longest, "-o", tmp_path / "one", *_QUICK, "--model", model)
+    assert code == 2 and stderr.splitlines() == [
+        f"ddrm-fast: error: INPUT: the output name {'n' * 251}_deno_restored.png would be 269 bytes, more than the "
+        f"255 its file system takes; rename the input (or give --compare a shorter name)"]
+    assert not (tmp_path / "one").exists()
+
+
+def test_a_full_disk_stops_the_job_in_one_line_and_the_rerun_finishes(tmp_path, small_disk):
+    inp, model = _dataset(tmp_path / "in", n=6, size=64), _tiny_model(tmp_path)
+    out = small_disk / "out"
+    filler = small_disk / "filler"  # room for about two results
+    filler.write_bytes(os.urandom(270_000))
+    code, stdout, stderr = _job(inp, out, model)
+    lines = stderr.splitlines()
+    assert code == 1 and stdout == "" and len(lines) == 1, stderr
+    done = len([n for n in os.listdir(out) if n.endswith(".png")])
+    assert 0 < done < 6
+    assert lines[0] == f"ddrm-fast: error: no space left on {out}: {done} of 6 done; free space and rerun to finish"
+    assert sorted(os.listdir(out)) == sorted([f"img{i}.png" for i in range(done)] + ["report.jsonl"])  # nothing partial
+    filler.unlink()
+    code, stdout, stderr = _job(inp, out, model)
+    assert code == 0 and f"6 images restored ({6 - done} this run)" in stdout, stderr
+    _once_each(out, [f"img{i}.png" for i in range(6)])
+
+
+def test_a_disk_already_full_is_named_before_any_work(tmp_path, small_disk):
+    inp, model = _dataset(tmp_path / "in", n=2), _tiny_model(tmp_path)
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:  # every block taken
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    for argv in (["--input-dir", inp, "--output-dir", small_disk / "out"], [inp / "img0.png", "-o", small_disk / "o1"]):
+        code, stdout, stderr = _ddrm("restore", *argv, *_QUICK, "--model", model)
+        assert code == 1 and stdout == "" and stderr.splitlines() == [
+            f"ddrm-fast: error: no space left on {argv[-1]}: could not write its lock file; free space and run again"]
+    assert sorted(os.listdir(small_disk)) == ["filler"]  # the folders the job made for itself are gone again
+
+
+def test_a_full_disk_in_the_library_raises_disk_full_with_the_counts(tmp_path, monkeypatch):
+    # the same without a small file system: the third result's write finds the disk full
+    import ddrm_fast.batch as batch_module
+    from ddrm_fast.files import DiskFull
+
+    inp, out = _dataset(tmp_path / "in", n=5), tmp_path / "out"
+    real, writes = batch_module.write_png, []
+
+    def write_png(x, path, info=None):
+        writes.append(path)
+        if len(writes) == 3:
+            raise DiskFull(str(out), "could not write it")
+        return real(x, path, info)
+
+    monkeypatch.setattr(batch_module, "write_png", write_png)
+    with pytest.raises(DiskFull, match=r"no space left on .*out: 2 of 5 done; free space and rerun to finish"):
+        _run(inp, out, batch_size=5)
+    monkeypatch.setattr(batch_module, "write_png", real)
+    assert _run(inp, out)["ok"] == 3
+    assert sorted(r["name"] for r in _report(out) if r["status"] == "ok") == [f"img{i}.png" for i in range(5)]
+
+
+def test_a_model_that_returns_nan_fails_its_images_by_name(tmp_path):
+    inp = _dataset(tmp_path / "in", n=2)
+    stats = batch.restore_dir(lambda x, t: x * float("nan"), BETAS, str(inp), str(tmp_path / "out"), task="sr4",
+                              sigma_y=0.05, steps=2, num_workers=0, progress=False)
+    assert stats["ok"] == 0 and stats["failed"] == 2
+    errors = [r["error"] for r in _report(tmp_path / "out")]
+    assert errors == ["sampling failed: ValueError: model: its output (eps) was NaN or Inf at some step, so the "
+                      "restoration is not finite"] * 2

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -259,12 +260,31 @@ def _workspace(root):
                 Image.new("RGB", (8, 8), "red").save(path)  # the user's picture, with the name a result would take
             else:
                 path.write_bytes(data)
+    (root / "userlock").mkdir()
+    (root / "userlock" / ".ddrm-fast.lock").write_text("notes\n")  # the user's file, named like the job's lock
+    im.crop((88, 40, 120, 72)).save(root / ("n" * 245 + ".png"))  # its one-image outputs would pass 255 bytes
+    _diffusers_folders(root)
     (root / "mixed").mkdir()
     for name in ("a.png", "b.png"):
         (root / "mixed" / name).write_bytes((root / "in" / name).read_bytes())
     os.mkfifo(root / "mixed" / "fifo.png")
     (root / "mixed" / "junk.png").write_bytes(b"not an image")
     return root
+
+
+def _diffusers_folders(root):
+    """diffusers folders with a config that is a list, a schedule of 10**12 steps and a config that does not fit
+    the weights (each one line, exit 2, no diffusers chatter)."""
+    diffusers = pytest.importorskip("diffusers")
+    unet = diffusers.UNet2DModel(sample_size=16, block_out_channels=(32, 64), norm_num_groups=8, layers_per_block=1,
+                                 down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"))
+    for name in ("dlist", "dsched", "dwrong"):
+        unet.save_pretrained(root / name)
+    (root / "dlist" / "config.json").write_text("[1, 2, 3]")
+    (root / "dsched" / "scheduler_config.json").write_text('{"num_train_timesteps": 1000000000000}')
+    cfg = json.loads((root / "dwrong" / "config.json").read_text())
+    (root / "dwrong" / "config.json").write_text(json.dumps(dict(cfg, block_out_channels=[16, 32])))
 
 
 def _tree(root):
@@ -339,6 +359,17 @@ BAD_INVOCATIONS = [  # (argv, the line's words)
     (_set(_R, "--device", "quantum"), "argument --device: not a device: 'quantum'"),
     (_set(_R, "--mask", "{ws}/face.png"), "--mask is for --task inp, not deno"),
     (["restore"] + _R[2:], "give either INPUT (one image) or --input-dir (a folder)"),
+    (_set(_R, "-o", "{ws}/file.txt/sub"), "-o {ws}/file.txt/sub: {ws}/file.txt is a file, not a folder"),
+    (_set(_R, "-o", "{ws}/userlock"), "{ws}/userlock: .ddrm-fast.lock exists and is not ddrm-fast's lock"),
+    (["restore", "{ws}/" + "n" * 245 + ".png"] + _R[2:], "INPUT: the output name " + "n" * 245 + "_deno_restored.png "
+     "would be 263 bytes, more than the 255 its file system takes"),
+    (_set(_R, "--model", "{ws}/dlist"), "{ws}/dlist/config.json: expected a JSON object, got a list"),
+    (_set(_R, "--model", "{ws}/dsched"), "scheduler num_train_timesteps 1000000000000 must be an integer in "
+                                         "[1, 100000]"),
+    (_set(_R, "--model", "{ws}/dwrong"), "{ws}/dwrong: diffusers could not load it (Error(s) in loading state_dict "
+                                         "for UNet2DModel: size mismatch for conv_in.weight"),
+    (_set(_D, "-o", "{ws}/file.txt/sub"), "--output-dir {ws}/file.txt/sub: {ws}/file.txt is a file, not a folder"),
+    (_set(_D, "-o", "{ws}/userlock"), "{ws}/userlock: .ddrm-fast.lock exists and is not ddrm-fast's lock"),
     (_set(_D, "-o", "{ws}/in"), "--output-dir {ws}/in is the --input-dir folder"),
     (_set(_D, "--steps", "0"), "argument --steps: must be >= 1, got 0"),
     (_set(_D, "--eta", "2"), "argument --eta: must lie in [0, 1], got 2.0"),
@@ -456,3 +487,17 @@ def test_restore_compare_writes_the_side_by_side_figure(small_png, tmp_path, cap
            "mine.png exists and was not written by ddrm-fast")
     _fails(["restore", small_png, "--task", "sr4", "--compare", str(tmp_path / "no" / "f.png")], tmp_path, capsys,
            "does not exist")
+
+
+@pytest.mark.parametrize("where", ["out", "."])
+def test_a_read_only_output_folder_is_refused_before_sampling(small_png, read_only_disk, monkeypatch, capsys, where):
+    from ddrm_fast.cli import restore as restore_cmd
+
+    def never(*args, **kwargs):
+        raise AssertionError("sampled for an output that cannot be written")
+
+    monkeypatch.setattr(restore_cmd, "ddrm_sample", never)
+    out = read_only_disk / where
+    code = cli(["restore", small_png, "--task", "deno", "-o", str(out), "--steps", "2", "--no-progress"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err == [f"ddrm-fast: error: -o {out}: {os.path.normpath(read_only_disk)} cannot be written"]

@@ -1,14 +1,15 @@
 """`ddrm-fast` / `python -m ddrm_fast`.
 
 Whatever goes wrong reaches the user as one line on stderr, never a traceback: exit code 2 for a bad invocation
-(arguments, files named on the command line, a busy output folder), 1 for anything else (a folder job's bad items
-are reported by the job, which then returns 1 itself).
+(arguments, files named on the command line, a busy output folder), 1 for anything else (a full disk: one line
+naming the folder; a folder job's bad items are reported by the job, which then returns 1 itself).
 """
 from __future__ import annotations
 
 import sys
 from typing import List, Optional
 
+from ..files import DiskFull
 from .args import Parser
 
 
@@ -40,6 +41,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     try:
         return commands()[args.command].main(args)
+    except DiskFull as exc:  # not a bad invocation: what was finished stays, a rerun goes on from there
+        print(f"ddrm-fast: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except ValueError as exc:  # a bad invocation: arguments, unreadable files named on the command line
         print(f"ddrm-fast: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -4,21 +4,22 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
 from .. import tasks
 from ..figures import comparison_panels, write_comparison
-from ..files import FolderLock
+from ..files import FolderLock, check_output_path, name_max
 from ..imageio import read_image, read_mask, read_png_info, write_png
 from ..metrics import psnr_ssim
 from ..sampler import BACKENDS, ddrm_sample
+from ..schedules import ddrm_timesteps
 from . import restore_dir
 from .args import device_arg, nonnegative_int, positive_int, unit_float
 from .options import add_quality_arguments, add_speed_arguments, choose_device, load_model, sampler_options
 
-__all__ = ["add_parser", "restore", "main", "check_arguments", "add_speed_arguments", "add_quality_arguments",
+__all__ = ["add_parser", "prepare", "restore", "main", "check_arguments", "add_speed_arguments", "add_quality_arguments",
            "load_model", "sampler_options"]
 
 
@@ -61,8 +62,9 @@ def add_parser(sub) -> None:
     b.add_argument("--num-workers", type=nonnegative_int, default=2, help="DataLoader worker processes decoding images")
 
 
-def restore(args) -> Dict[str, object]:
-    """Everything the command computes, before anything is written: the images to save and the scores."""
+def prepare(args) -> Dict[str, object]:
+    """What the command can check and compute before anything is written: the input read and measured, the model
+    loaded, the baseline and the picture of y. Every bad argument or file fails here."""
     device = choose_device(args.device)
     options = sampler_options(args, device)
     # the input first: a bad image fails fast, before the model is loaded
@@ -83,18 +85,27 @@ def restore(args) -> Dict[str, object]:
     _, h, w = op.image_shape
     if h % divisor or w % divisor:
         raise ValueError(f"image size {w}x{h}: this model needs sides that are multiples of {divisor}")
-    out = {"clean": clean}
+    ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before anything is written
+    out = {"clean": clean, "op": op, "y": y, "sigma": sigma, "generator": g, "model": model, "betas": betas,
+           "device": device, "options": options}
     # the baseline and the picture of y, on the CPU before the operator moves
     out["baseline_name"], baseline = tasks.baseline(args.task, op, y, sigma)
     out["baseline"] = baseline[0]
     out["degraded"] = tasks.measurement_view(args.task, op, y[0], op.H_pinv(y)[0])
+    return out
+
+
+def restore(args, prepared: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+    """Everything the command computes, before anything is written: the images to save and the scores."""
+    out = dict(prepared or prepare(args))
+    clean, y, device = out["clean"], out["y"], out["device"]
     t0 = time.perf_counter()
     # K copies of y in one batch: each row draws its own noise, so the rows are independent posterior samples
     ys = y.expand(args.samples, *y.shape[1:]).contiguous()
     with torch.no_grad():
-        x = ddrm_sample(model, ys.to(device), op.to(device), sigma, steps=args.steps, eta=args.eta,
-                        eta_b=args.eta_b, schedule=betas.float(), generator=g, backend=args.backend,
-                        progress=not (args.no_progress or args.cuda_graph), **options)
+        x = ddrm_sample(out["model"], ys.to(device), out["op"].to(device), out["sigma"], steps=args.steps,
+                        eta=args.eta, eta_b=args.eta_b, schedule=out["betas"].float(), generator=out["generator"],
+                        backend=args.backend, progress=not (args.no_progress or args.cuda_graph), **out["options"])
     out["seconds"] = time.perf_counter() - t0
     # a sample's squared error is the posterior mean's plus the posterior variance; the mean of K samples keeps 1/K
     # of that variance (benchmarks/RESULTS.md, "Rotations, and the mean of two samples")
@@ -125,12 +136,19 @@ _FILE_NAMES = {"bicubic": "bicubic", "Wiener": "wiener", "pseudo-inverse": "pinv
 def _check_targets(args, files: Dict[str, str]) -> None:
     """Refuse, before any work, to write where a file this package did not write already is: the user's files
     are never overwritten."""
-    if os.path.lexists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"-o {args.out}: exists and is not a folder")
+    check_output_path(args.out, "-o")
     folder = os.path.dirname(files.get("compare", "")) or "."
-    if "compare" in files and os.path.abspath(folder) != os.path.abspath(args.out) and not os.path.isdir(folder):
-        raise ValueError(f"--compare {files['compare']}: folder {folder} does not exist")
+    if "compare" in files and os.path.abspath(folder) != os.path.abspath(args.out):
+        if not os.path.isdir(folder):
+            raise ValueError(f"--compare {files['compare']}: folder {folder} does not exist")
+        check_output_path(folder, "--compare")
     for path in files.values():
+        name = os.path.basename(path)
+        limit = name_max(os.path.dirname(path) or ".")
+        if len(os.fsencode(name)) > limit:
+            flag = "--compare" if path == files.get("compare") else "INPUT"
+            raise ValueError(f"{flag}: the output name {name} would be {len(os.fsencode(name))} bytes, more than the "
+                             f"{limit} its file system takes; rename the input (or give --compare a shorter name)")
         if os.path.lexists(path) and read_png_info(path) is None:
             raise ValueError(f"{path} exists and was not written by ddrm-fast; it is not overwritten (move it away "
                              f"or choose another -o)")
@@ -160,10 +178,13 @@ def main(args) -> int:
         return restore_dir.main(args)
     files = _targets(args)
     _check_targets(args, files)
-    r = restore(args)
+    prepared = prepare(args)
     ddrm = "DDRM" if args.samples == 1 else f"DDRM, mean of {args.samples}"
-    with FolderLock(args.out):  # not while a folder job owns it; and the targets checked again, under the lock
+    # locked before sampling: a folder that cannot be written fails now, not after the work; not while a folder job
+    # owns it; and the targets checked again, under the lock
+    with FolderLock(args.out):
         _check_targets(args, files)
+        r = restore(args, prepared)
         info = {"name": os.path.basename(args.input), "task": args.task, "sigma_y": args.sigma_y, "seed": args.seed}
         if args.samples > 1:
             info["samples"] = args.samples

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from .. import batch
-from ..files import FolderLock
+from ..files import DiskFull, FolderLock
 from ..schedules import ddrm_timesteps
 from .options import choose_device, load_model, sampler_options
 
@@ -46,14 +46,16 @@ def _lock_on_rank0(out: str, rank: int, world: int) -> Optional[FolderLock]:
             lock.acquire()
             if world > 1:
                 batch.clean_partial(out)
-        except ValueError as exc:
-            lock, error = None, str(exc)
+        except (ValueError, DiskFull) as exc:
+            if lock is not None:
+                lock.release()
+            lock, error = None, exc
     if world > 1:
         box = [error]
         dist.broadcast_object_list(box, src=0)
         error = box[0]
     if error is not None:
-        raise ValueError(error)
+        raise error
     return lock
 
 
@@ -72,31 +74,48 @@ def main(args) -> int:
         lock = _lock_on_rank0(args.out, rank, world)
         if world > 1:
             dist.barrier()
-        stats = batch.restore_dir(model, betas, args.input_dir, args.out, task=args.task, sigma_y=args.sigma_y,
-                                  batch_size=args.batch_size, manifest=args.manifest, masks_dir=args.masks_dir,
-                                  observed=args.observed, steps=args.steps, eta=args.eta, eta_b=args.eta_b,
-                                  device=device, backend=args.backend, num_workers=args.num_workers, rank=rank,
-                                  world=world, progress=not args.no_progress,
-                                  sampler_options=options, compare=args.compare is not None)
+        try:
+            stats = batch.restore_dir(model, betas, args.input_dir, args.out, task=args.task, sigma_y=args.sigma_y,
+                                      batch_size=args.batch_size, manifest=args.manifest, masks_dir=args.masks_dir,
+                                      observed=args.observed, steps=args.steps, eta=args.eta, eta_b=args.eta_b,
+                                      device=device, backend=args.backend, num_workers=args.num_workers,
+                                      rank=rank, world=world, progress=not args.no_progress,
+                                      sampler_options=options, compare=args.compare is not None)
+        except DiskFull as exc:
+            if world == 1:
+                raise
+            stats = {"disk_full": (exc.done or 0, exc.total or 0)}  # every rank reaches the gather
         all_stats = [stats]
         if world > 1:
             all_stats = [None] * world
             dist.all_gather_object(all_stats, stats)
-        failed_now = sum(s["failed"] for s in all_stats)
-        if rank == 0:
-            s = batch.summarize(args.out, all_stats, world)
-            psnr = "n/a" if s["mean_psnr"] is None else f"{s['mean_psnr']:.2f} dB over {s['scored']} images"
-            if s["mean_psnr_both"] is not None:
-                both = s["mean_psnr_both"]
-                psnr += (f" (DDRM {both['ddrm']:.2f} dB vs baseline {both['baseline']:.2f} dB, "
-                         f"{both['ddrm'] - both['baseline']:+.2f} dB, over {both['images']})")
-            rate = "n/a" if s["images_per_s"] is None else f"{s['images_per_s']:.2f}"
-            print(f"{s['images']} images restored ({s['restored_this_run']} this run), {failed_now} failed, "
-                  f"mean PSNR {psnr}, {rate} images/s; summary in {os.path.join(args.out, 'summary.json')}")
-            sys.stdout.flush()
+        return _finish(args.out, all_stats, rank, world)
     finally:
         if lock is not None:
             lock.release()
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _finish(out: str, all_stats: list, rank: int, world: int) -> int:
+    """The job's last word, from rank 0: the summary and its line, or, when a rank found the disk full, the counts of
+    all ranks in one line (no summary: the rerun writes it). Exit code 1 when anything failed."""
+    if any("disk_full" in s for s in all_stats):
+        done = sum(s["disk_full"][0] if "disk_full" in s else s["done_before"] + s["ok"] for s in all_stats)
+        total = sum(s["disk_full"][1] if "disk_full" in s else s["items"] for s in all_stats)
+        if rank == 0:
+            raise DiskFull(out, f"{done} of {total} done; free space and rerun to finish")
+        return 1
+    failed_now = sum(s["failed"] for s in all_stats)
+    if rank == 0:
+        s = batch.summarize(out, all_stats, world)
+        psnr = "n/a" if s["mean_psnr"] is None else f"{s['mean_psnr']:.2f} dB over {s['scored']} images"
+        if s["mean_psnr_both"] is not None:
+            both = s["mean_psnr_both"]
+            psnr += (f" (DDRM {both['ddrm']:.2f} dB vs baseline {both['baseline']:.2f} dB, "
+                     f"{both['ddrm'] - both['baseline']:+.2f} dB, over {both['images']})")
+        rate = "n/a" if s["images_per_s"] is None else f"{s['images_per_s']:.2f}"
+        print(f"{s['images']} images restored ({s['restored_this_run']} this run), {failed_now} failed, "
+              f"mean PSNR {psnr}, {rate} images/s; summary in {os.path.join(out, 'summary.json')}")
+        sys.stdout.flush()
     return 1 if failed_now else 0
