@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CMAKE_BUILD ?= build/cmake
 
-.PHONY: setup demo test pytest triton-test ctest cuda-binding-check clean
+.PHONY: setup demo test pytest triton-test ctest cuda-binding-check cuda-build clean
 
 setup: $(VENV)/.ddrm_fast_installed
 
@@ -50,6 +50,25 @@ cuda-binding-check: setup
 	    $$cuda_inc -I$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])") \
 	    -Icsrc -I$(CMAKE_BUILD)/stub csrc/ops_cuda.cpp && echo "CUDA binding: type-checks"; \
 	else echo "no nvcc: CUDA binding check skipped"; fi
+
+# the whole extension compiled with its CUDA kernels, without a GPU: a virtual environment of its own ($(CUDA_VENV))
+# with the package index's CUDA build of torch (about 5 GB, downloaded once; --isolated skips the pip configuration
+# that points at the local CPU wheel), nvcc's toolkit as CUDA_HOME, built into build/cuda (never over the CPU build
+# in ddrm_fast/), then loaded to check that CPU, CUDA and Meta kernels are registered for every op. Not part of
+# `make test` or CI: it downloads gigabytes.
+CUDA_VENV ?= .venv-cuda
+CUDA_ARCH ?= 9.0
+cuda-build:
+	command -v nvcc >/dev/null || { echo "cuda-build needs nvcc (the CUDA toolkit)"; exit 1; }
+	test -x $(CUDA_VENV)/bin/python || python3 -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -c "import torch; assert torch.version.cuda" 2>/dev/null || \
+	  $(CUDA_VENV)/bin/pip --isolated install -q torch==2.13.0
+	$(CUDA_VENV)/bin/pip --isolated install -q setuptools wheel packaging ninja numpy
+	rm -rf build/cuda
+	CUDA_HOME=$${CUDA_HOME:-$$(nvcc --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$$ TOP=//p')} \
+	  DDRM_FAST_CUDA=1 TORCH_CUDA_ARCH_LIST="$(CUDA_ARCH)" MAX_JOBS=2 \
+	  $(CUDA_VENV)/bin/python setup.py -q build --build-base build/cuda --build-lib build/cuda/lib
+	cd build/cuda/lib && PYTHONPATH=. $(abspath $(CUDA_VENV))/bin/python $(abspath tests/cuda_build_check.py)
 
 clean:
 	rm -rf build $(CMAKE_BUILD) ddrm_fast/_C*.so *.egg-info

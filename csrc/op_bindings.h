@@ -16,13 +16,13 @@ template <typename Device>
 std::tuple<at::Tensor, at::Tensor> spectral_step_op(const at::Tensor& xbar, const at::Tensor& epsbar,
                                                     const c10::optional<at::Tensor>& z, const at::Tensor& uty,
                                                     const at::Tensor& s, const at::Tensor& sigma_y,
-                                                    const at::Tensor& coef, double eta, double eta_b, double eta_c,
-                                                    bool legacy_zero_singulars,
+                                                    const at::Tensor& coef, double eta, double eta_b,
+                                                    c10::optional<double> eta_c, bool legacy_zero_singulars,
                                                     const c10::optional<at::Tensor>& seeds, int64_t offset) {
   Device::check(xbar, "xbar");
   const typename Device::Guard guard(xbar.device());
   SpectralStepArgs a{};
-  auto result = prepare_spectral_step(a, xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c,
+  auto result = prepare_spectral_step(a, xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c.value_or(eta),
                                       legacy_zero_singulars, seeds, offset);
   Device::run(a);
   return result;

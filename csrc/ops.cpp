@@ -1,4 +1,5 @@
-// The thin binding: op schemas (TORCH_LIBRARY), input checks and the CPU dispatch. The math lives in kernels/.
+// The thin binding: input checks and the CPU dispatch of the ops. The math lives in kernels/; the op schemas are
+// defined once, for every namespace, in ddrm_fast/ops.py (which defines them before it loads this library).
 #include <ATen/Parallel.h>
 #include <Python.h>
 #include <torch/library.h>
@@ -27,17 +28,6 @@ struct Cpu {
 };
 
 }  // namespace ddrm
-
-TORCH_LIBRARY(ddrm_fast, m) {
-  m.def(
-      "group_step(Tensor x, Tensor eps, Tensor y, Tensor weights, Tensor? observed, Tensor sigma_y, Tensor coef, "
-      "Tensor? z, Tensor? seeds, int offset, int[] group_shape, float eta, float eta_b, bool want_x0, "
-      "bool clip_x0=False) -> (Tensor, Tensor)");
-  m.def(
-      "spectral_step(Tensor xbar, Tensor epsbar, Tensor? z, Tensor uty, Tensor s, Tensor sigma_y, Tensor coef, "
-      "float eta, float eta_b, float eta_c, bool legacy_zero_singulars, Tensor? seeds=None, int offset=0) "
-      "-> (Tensor, Tensor)");
-}
 
 TORCH_LIBRARY_IMPL(ddrm_fast, CPU, m) {
   m.impl("spectral_step", &ddrm::spectral_step_op<ddrm::Cpu>);

@@ -1,7 +1,8 @@
 """The kernel backends, in one table: name -> whether it runs on a device here, and its two steps.
 
 Every backend's ``spectral_step`` and ``group_step`` take the same arguments, in the order of the op schemas
-(:mod:`ddrm_fast.ops`): the sampler, the kernel tests and ``benchmarks/bench_step.py`` call them alike. Adding a
+(:mod:`ddrm_fast.ops`, which generates the wrappers of the compiled and Triton ops): the sampler, the kernel tests and
+``benchmarks/bench_step.py`` call them alike. Adding a
 backend is one entry in :data:`BACKENDS`. ``"reference"`` is plain PyTorch (:mod:`ddrm_fast.reference`), the oracle:
 the sampler runs every operator through its explicit SVD on it; the fused backends take the one-pass group step for
 rank-one-per-group operators.
@@ -34,14 +35,10 @@ class Backend(NamedTuple):
     fused: bool
 
 
-def _triton(name: str) -> Callable:
-    def call(*args, **kwargs):  # imported on first use: triton is optional
-        from .triton import ops as triton_ops
+def _triton_ready() -> None:
+    from . import triton  # imported on first use: triton is optional
 
-        return getattr(triton_ops, name)(*args, **kwargs)
-
-    call.__name__ = f"triton_{name}"
-    return call
+    triton.load()
 
 
 BACKENDS: Dict[str, Backend] = {
@@ -53,8 +50,9 @@ BACKENDS: Dict[str, Backend] = {
     "cuda": Backend("cuda", lambda device: device.type == "cuda" and ops.has_cuda(),
                     "CUDA tensors and the extension built with CUDA", ops.spectral_step, ops.group_step, fused=True),
     "triton": Backend("triton", lambda device: triton_available(),
-                      "triton and a CUDA device (or TRITON_INTERPRET=1 on the CPU)", _triton("spectral_step"),
-                      _triton("group_step"), fused=True),
+                      "triton and a CUDA device (or TRITON_INTERPRET=1 on the CPU)",
+                      ops.function("ddrm_fast_triton", "spectral_step", _triton_ready),
+                      ops.function("ddrm_fast_triton", "group_step", _triton_ready), fused=True),
 }
 #: what ``backend=`` accepts: "auto" picks the fastest available
 NAMES = ("auto",) + tuple(BACKENDS)

@@ -11,8 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._utils import check_same_device
-from . import interpreting
+from . import register
 from .common import philox_normal, three_cases
 
 
@@ -130,31 +129,14 @@ def _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_
         raise ValueError("the Triton group step takes at most 65535 (sample, channel group) pairs; split the batch")
 
 
-@torch.library.custom_op("ddrm_fast_triton::group_step", mutates_args=(), device_types="cuda")
 def group_step(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                observed: Optional[torch.Tensor], sigma_y: torch.Tensor, coef: torch.Tensor, z: Optional[torch.Tensor],
                seeds: Optional[torch.Tensor], offset: int, group_shape: List[int], eta: float, eta_b: float,
-               want_x0: bool, clip_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Triton :func:`ddrm_fast.reference.group_step` (arguments as :func:`ddrm_fast.ops.group_step`)."""
+               want_x0: bool = False, clip_x0: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The kernel of ``ddrm_fast_triton::group_step`` (schema and documentation: :mod:`ddrm_fast.ops`)."""
     _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape)
     return _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0,
                    clip_x0)
 
 
-@group_step.register_kernel("cpu")
-def _group_step_cpu(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0,
-                    clip_x0=False):
-    # CPU tensors only under the Triton interpreter (tests); the compiled C++ op is the CPU backend
-    if not interpreting():
-        raise RuntimeError("ddrm_fast_triton ops run on CUDA, or on the CPU with TRITON_INTERPRET=1")
-    _check(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape)
-    return _launch(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0,
-                   clip_x0)
-
-
-@group_step.register_fake
-def _(x, eps, y, weights, observed, sigma_y, coef, z, seeds, offset, group_shape, eta, eta_b, want_x0, clip_x0=False):
-    check_same_device(dict(x=x, eps=eps, y=y, weights=weights, observed=observed, sigma_y=sigma_y, coef=coef, z=z,
-                           seeds=seeds))
-    out = torch.empty_like(x, dtype=torch.float32)
-    return out, (torch.empty_like(out) if want_x0 else x.new_empty((0,), dtype=torch.float32))
+register("group_step", group_step)

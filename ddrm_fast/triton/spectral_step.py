@@ -8,8 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._utils import check_same_device
-from . import interpreting
+from . import register
 from .common import philox_normal, three_cases
 
 
@@ -73,24 +72,13 @@ def _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy, s
     return out, x0
 
 
-@torch.library.custom_op("ddrm_fast_triton::spectral_step", mutates_args=(), device_types="cuda")
 def spectral_step(xbar: torch.Tensor, epsbar: torch.Tensor, z: Optional[torch.Tensor], uty: torch.Tensor,
-                  s: torch.Tensor, sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float, eta_c: float,
-                  legacy_zero_singulars: bool, seeds: Optional[torch.Tensor] = None,
-                  offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Triton :func:`ddrm_fast.reference.spectral_step` (arguments as :func:`ddrm_fast.ops.spectral_step`)."""
-    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds, offset)
+                  s: torch.Tensor, sigma_y: torch.Tensor, coef: torch.Tensor, eta: float, eta_b: float,
+                  eta_c: Optional[float] = None, legacy_zero_singulars: bool = False,
+                  seeds: Optional[torch.Tensor] = None, offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The kernel of ``ddrm_fast_triton::spectral_step`` (schema and documentation: :mod:`ddrm_fast.ops`)."""
+    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta if eta_c is None else eta_c,
+                   legacy_zero_singulars, seeds, offset)
 
 
-@spectral_step.register_kernel("cpu")
-def _spectral_step_cpu(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds=None,
-                       offset=0):
-    if not interpreting():
-        raise RuntimeError("ddrm_fast_triton ops run on CUDA, or on the CPU with TRITON_INTERPRET=1")
-    return _launch(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds, offset)
-
-
-@spectral_step.register_fake
-def _(xbar, epsbar, z, uty, s, sigma_y, coef, eta, eta_b, eta_c, legacy_zero_singulars, seeds=None, offset=0):
-    check_same_device(dict(xbar=xbar, epsbar=epsbar, z=z, uty=uty, s=s, sigma_y=sigma_y, coef=coef, seeds=seeds))
-    return torch.empty_like(xbar), torch.empty_like(xbar)
+register("spectral_step", spectral_step)
