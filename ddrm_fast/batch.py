@@ -31,10 +31,10 @@ import torch
 
 from . import operators as O
 from . import tasks
-from .files import (DiskFull, FolderLock, LineLog, check_output_path, is_disk_full, open_regular, read_npy,
-                    remove_own_temporaries, same_folder, write_text)
+from .files import (DiskFull, FolderLock, LineLog, check_output_path, is_disk_full, open_regular, read_npy, recognise,
+                    refuse_foreign, remove_own_temporaries, same_folder, write_text)
 from .figures import comparison_panels, write_comparison
-from .imageio import image_size, read_image, read_mask, read_png_info, write_png
+from .imageio import image_size, read_image, read_mask, write_png
 from .metrics import psnr_ssim
 from .sampler import ddrm_sample
 
@@ -418,8 +418,7 @@ class _Job:
     def write_comparison(self, it: Item, panels: list) -> None:
         """OUT/compare/<stem>.png, unless a file this package did not write is there."""
         path = os.path.join(self.out_dir, "compare", it.stem + ".png")
-        if os.path.lexists(path) and read_png_info(path) is None:
-            raise ValueError(f"compare/{it.stem}.png exists and was not written by ddrm-fast; not overwritten")
+        refuse_foreign(path, "png", f"compare/{it.stem}.png exists and was not written by ddrm-fast; not overwritten")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_comparison(panels, path, _png_info(_item_record(it)))
 
@@ -495,7 +494,7 @@ def _finished(out_dir: str, report_path: str, items: List[Item], job: "_Job") ->
         if not os.path.lexists(path):
             todo.append(it)
             continue
-        info = read_png_info(path)
+        info = recognise(path, "png")
         if info is None or info.get("name") != it.name:
             job.fail(it, f"{path} exists and was not written by ddrm-fast for this image; it is left as it is "
                          f"(move it away or choose another --output-dir)")
@@ -522,28 +521,9 @@ def check_output_folder(out_dir: str, input_dir: Optional[str] = None, masks_dir
         return
     names = ["summary.json"] + (["report.jsonl"] if world == 1 else [f"report.rank{r}.jsonl" for r in range(world)])
     for name in names:
-        path = os.path.join(out_dir, name)
-        if os.path.lexists(path) and not _own_json(path, name.endswith(".jsonl")):
-            raise ValueError(f"--output-dir {out_dir}: {name} exists and was not written by ddrm-fast; it is "
-                             f"not touched (choose another folder)")
-
-
-def _own_json(path: str, lines: bool) -> bool:
-    """Whether ``path`` is a report (JSON lines) or summary this package wrote."""
-    try:
-        with open_regular(path, "file", "r") as f:
-            if not lines:
-                obj = json.load(f)
-                return isinstance(obj, dict) and {"images", "failures", "restored_this_run"} <= set(obj)
-            first = f.readline()
-            if not first:
-                return True  # empty: a job killed before its first line
-            if _record(first) is not None:
-                return True
-            # a line a kill or a full disk cut short, begun as ours are: the only one, or the next one appended to it
-            return first.startswith(_RECORD_START) and not first.endswith("\n")
-    except (ValueError, OSError):
-        return False
+        refuse_foreign(os.path.join(out_dir, name), "report" if name.endswith(".jsonl") else "summary",
+                       f"--output-dir {out_dir}: {name} exists and was not written by ddrm-fast; it is not touched "
+                       f"(choose another folder)")
 
 
 def restore_dir(model, betas: torch.Tensor, input_dir: str, out_dir: str, *, task: str, sigma_y: float,

@@ -15,12 +15,11 @@ from typing import Iterator, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .files import atomic_write, open_regular
+from .files import PNG_KEY, atomic_write, open_regular, png_record
 
 __all__ = ["open_image", "read_image", "read_mask", "image_size", "upright", "to_uint8", "write_png", "write_png_uint8",
            "read_png_info", "PNG_KEY"]
 
-PNG_KEY = "ddrm-fast"  # the text chunk of the PNGs this package writes
 
 
 class _Refused(ValueError):
@@ -143,19 +142,5 @@ def write_png_uint8(pixels: np.ndarray, path: str, info: Optional[dict] = None) 
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=meta))
 
 
-def read_png_info(path: str) -> Optional[dict]:
-    """The ``info`` a PNG written by :func:`write_png` carries; None for any other file (or none at all)."""
-    from PIL import Image
-
-    try:
-        with open_regular(path, "file") as f, Image.open(f) as im:
-            text = im.info.get(PNG_KEY) if im.format == "PNG" else None  # text chunks before the pixel data
-    except Exception:  # noqa: BLE001 - anything unreadable is not ours
-        return None
-    if text is None:
-        return None
-    try:
-        info = json.loads(text)
-    except ValueError:
-        return None
-    return info if isinstance(info, dict) else None
+#: the record of a PNG this package wrote, None for any other file (the ownership recogniser of PNGs)
+read_png_info = png_record

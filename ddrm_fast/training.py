@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion import GaussianDiffusion
-from .files import FolderLock, LineLog, atomic_write, check_output_path, open_regular
+from .files import FolderLock, LineLog, atomic_write, check_output_path, recognise, refuse_foreign
 from .models.adm import ADMUNet
-from .models.loader import metadata, save
+from .models.loader import save
 
 __all__ = ["TRAIN_PHOTOS", "HELDOUT_PHOTOS", "SMALL_ADM", "skimage_photos", "random_crops", "heldout_photos",
            "heldout_loss", "train"]
@@ -177,36 +177,17 @@ def _check_out_dir(out_dir: str, resume: bool, recipe: dict) -> Optional[dict]:
     """The training state to resume from (None: start), after checking that every file the run writes in
     ``out_dir`` is absent or one a training run wrote: the user's own files are never overwritten."""
     model_path = os.path.join(out_dir, "model.safetensors")
-    if os.path.lexists(model_path):
-        try:
-            ours = bool(metadata(model_path))
-        except ValueError:  # unreadable, or not a regular file: not ours
-            ours = False
-        if not ours:
-            raise ValueError(f"{model_path} exists and was not written by ddrm-fast; it is not overwritten")
+    refuse_foreign(model_path, "model", f"{model_path} exists and was not written by ddrm-fast; it is not overwritten")
     log_path = os.path.join(out_dir, "log.jsonl")
-    if os.path.lexists(log_path):
-        with open_regular(log_path, "training log", "r") as f:
-            first = f.readline()
-        try:
-            ours = first == "" or {"step", "loss"} <= set(json.loads(first))
-        except (ValueError, TypeError):  # a line a kill cut short, if it is the only one and begins as ours do
-            ours = first.startswith('{"step": ') and not first.endswith("\n")
-        if not ours:
-            raise ValueError(f"{log_path} exists and is not a ddrm-fast training log; it is not appended to")
+    refuse_foreign(log_path, "training log", f"{log_path} exists and is not a ddrm-fast training log; it is not "
+                                             f"appended to")
     state_path = os.path.join(out_dir, "state.pt")
     if not os.path.lexists(state_path):
         if os.path.lexists(model_path) and not resume:
             raise ValueError(f"{model_path} exists (an earlier run); --resume continues it, or choose another -o")
         return None
-    try:
-        with open_regular(state_path, "training state") as f:
-            state = torch.load(f, map_location="cpu", weights_only=True)
-    except ValueError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-        raise ValueError(f"{state_path}: not a readable training state ({type(exc).__name__})") from None
-    if not (isinstance(state, dict) and {"model", "ema", "opt", "step"} <= set(state)):
+    state = recognise(state_path, "training state")
+    if state is None:
         raise ValueError(f"{state_path} exists and is not a ddrm-fast training state; it is not overwritten")
     if not resume:
         raise ValueError(f"{out_dir} holds a training run at step {state['step']}: --resume continues it, or "

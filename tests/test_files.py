@@ -1,5 +1,7 @@
 """ddrm_fast.files: only regular files are opened, writes are all or nothing, only the job's own temporaries are
-removed, .npy headers are checked before data is read, and an output folder is locked against a second process."""
+removed, .npy headers are checked before data is read, an output folder is locked against a second process, and every
+kind of file the package writes is told from the user's (the one set of ownership tests)."""
+import json
 import os
 import subprocess
 import sys
@@ -225,3 +227,88 @@ def test_output_paths_below_a_file_are_refused(tmp_path):
     with pytest.raises(ValueError, match="exists and is not a folder"):
         files.check_output_path(str(tmp_path / "afile"), "-o")
     files.check_output_path(str(tmp_path / "new" / "sub"), "-o")  # to be created: fine
+
+
+# --- ownership: one recogniser per kind of file the package writes -------------------------------------------------
+def _own_files(tmp_path):
+    """kind -> (files ddrm-fast writes of that kind, made by its own writers where they are cheap; the user's files
+    of the same names that must not be taken for them)."""
+    from PIL import Image
+
+    from ddrm_fast.imageio import write_png
+    from ddrm_fast.models import ADMUNet, save
+
+    d = tmp_path / "made"
+    d.mkdir()
+
+    def text(name, content):
+        (d / name).write_text(content)
+        return d / name
+
+    write_png(torch.zeros(3, 4, 4), str(d / "ours.png"), {"name": "cat.png"})
+    Image.new("RGB", (4, 4)).save(d / "plain.png")
+    from PIL.PngImagePlugin import PngInfo
+
+    meta = PngInfo()
+    meta.add_text("ddrm-fast", "not json")
+    Image.new("RGB", (4, 4)).save(d / "fake_chunk.png", pnginfo=meta)
+    Image.new("RGB", (4, 4)).save(d / "photo.jpg")
+    with files.LineLog(str(d / "report.jsonl")) as log:
+        log.write(json.dumps({"name": "cat.png", "task": "deno", "status": "ok"}))
+    torch.manual_seed(0)
+    save(ADMUNet(dict(model_channels=32, num_res_blocks=1, channel_mult=(1,), attention_ds=())), d / "m.safetensors",
+         torch.linspace(1e-4, 0.02, 10))
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(d / "foreign.safetensors"))
+    torch.save({"model": {}, "ema": {}, "opt": {}, "step": 3}, d / "state.pt")
+    torch.save({"weights": torch.zeros(2)}, d / "other.pt")
+    lock_dir = tmp_path / "locked"
+    with files.FolderLock(str(lock_dir)):
+        (d / "ddrm.lock").write_bytes((lock_dir / files.LOCK_NAME).read_bytes())
+    tmp = _temporary_name(d)
+    (d / tmp).write_bytes(b"half")
+    os.mkfifo(d / "fifo")
+    (d / "folder").mkdir()
+    return {
+        "png": ([d / "ours.png"], [d / "plain.png", d / "fake_chunk.png", d / "photo.jpg", d / "fifo", d / "folder"]),
+        "report": ([d / "report.jsonl", text("empty.jsonl", ""), text("torn.jsonl", '{"name": "x", "sig'),
+                    text("glued.jsonl", '{"name": "x", "si{"name": "y", "status": "ok"}\n')],
+                   [text("notes.jsonl", "my notes\n"), text("obj.jsonl", '{"a": 1}\n'), text("blank.jsonl", "\n"),
+                    d / "fifo", d / "folder"]),
+        "summary": ([text("summary.json", json.dumps({"images": 2, "failures": 0, "restored_this_run": 2}))],
+                    [text("other.json", '{"images": 2}'), text("list.json", "[1]"), d / "report.jsonl"]),
+        "training log": ([text("log.jsonl", '{"step": 50, "loss": 0.1}\n'), text("torn_log.jsonl", '{"step": 5'),
+                          text("empty_log.jsonl", "")],
+                         [text("mine.jsonl", '{"epoch": 1}\n'), d / "report.jsonl"]),
+        "training state": ([d / "state.pt"], [d / "other.pt", text("junk.pt", "junk"), d / "m.safetensors"]),
+        "model": ([d / "m.safetensors"], [d / "foreign.safetensors", d / "state.pt", d / "fifo"]),
+        "bench csv": ([text("bench.csv", "batch,mode,images_per_s\n1,fused,3.0\n")],
+                      [text("my.csv", "a,b\n"), d / "ours.png"]),
+        "bench md": ([text("bench.md", "| batch | mode | images/s |\n|---|---|---|\n")], [text("notes.md", "# notes\n")]),
+        "lock": ([d / "ddrm.lock"], [text("notes.lock", "notes\n"), text("pid.lock", "123\n"), text("e.lock", "")]),
+        "temporary": ([d / tmp], [text(".ddrm-fast-partial.1.0123456789abcdef.cat.png", "x"), d / "folder"]),
+    }
+
+
+def test_every_kind_of_file_the_package_writes_is_told_from_the_users(tmp_path):
+    cases = _own_files(tmp_path)
+    assert sorted(cases) == sorted(files.KINDS)  # every kind has its cases here
+    for kind, (ours, theirs) in cases.items():
+        for path in ours:
+            assert files.is_own(str(path), kind), (kind, path)
+        for path in theirs:
+            assert not files.is_own(str(path), kind), (kind, path)
+        assert not files.is_own(str(tmp_path / "missing"), kind)
+    assert files.recognise(str(tmp_path / "made" / "ours.png"), "png") == {"name": "cat.png"}
+    assert files.recognise(str(tmp_path / "made" / "state.pt"), "training state")["step"] == 3
+    with pytest.raises(ValueError, match="kind must be one of"):
+        files.is_own(str(tmp_path), "spreadsheet")
+
+
+def test_refuse_foreign_names_the_file_and_leaves_it(tmp_path):
+    (tmp_path / "report.jsonl").write_text("my notes\n")
+    with pytest.raises(ValueError, match="^report.jsonl is mine$"):
+        files.refuse_foreign(str(tmp_path / "report.jsonl"), "report", "report.jsonl is mine")
+    files.refuse_foreign(str(tmp_path / "absent.jsonl"), "report", "never raised")
+    assert (tmp_path / "report.jsonl").read_text() == "my notes\n"

@@ -23,8 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .. import sampler, tasks
-from ..files import atomic_write, open_regular, write_text
-from ..imageio import PNG_KEY, read_png_info
+from ..files import atomic_write, refuse_foreign, write_text
+from ..imageio import PNG_KEY
 from ..metrics import psnr
 from ..sampler import COMPILE_MODES, clear_graphs, ddrm_sample
 from .args import device_arg, positive_int, unit_float
@@ -213,8 +213,7 @@ def batch_sizes(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"{exc} (in {text!r}: comma-separated batch sizes >= 1)") from None
 
 
-_OUTPUTS = {"bench.csv": lambda text: text.startswith("batch,mode,"),
-            "bench.md": lambda text: "| batch | mode | images/s |" in text}
+_OUTPUTS = {"bench.csv": "bench csv", "bench.md": "bench md", "bench.png": "png"}  # file -> its kind (files.KINDS)
 
 
 def check_out(out: Optional[str]) -> None:
@@ -223,21 +222,9 @@ def check_out(out: Optional[str]) -> None:
         return
     if os.path.lexists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out}: exists and is not a folder")
-    for name, ours in _OUTPUTS.items():
-        path = os.path.join(out, name)
-        if os.path.lexists(path):
-            try:
-                with open_regular(path, "file", "r") as f:
-                    own = ours(f.read(4096))
-            except (ValueError, OSError, UnicodeDecodeError):
-                own = False
-            if not own:
-                raise ValueError(f"--out {out}: {name} exists and was not written by ddrm-fast bench; it is not "
-                                 f"overwritten")
-    png = os.path.join(out, "bench.png")
-    if os.path.lexists(png) and read_png_info(png) is None:
-        raise ValueError(f"--out {out}: bench.png exists and was not written by ddrm-fast bench; it is not "
-                         f"overwritten")
+    for name, kind in _OUTPUTS.items():
+        refuse_foreign(os.path.join(out, name), kind, f"--out {out}: {name} exists and was not written by ddrm-fast "
+                                                      f"bench; it is not overwritten")
 
 
 def _modes(args, device) -> List[str]:

@@ -24,8 +24,8 @@ import torch
 
 from .. import compat
 from ..batch import IMAGE_EXTENSIONS
-from ..files import FolderLock, open_regular, read_npy
-from ..imageio import open_image, read_png_info, upright, write_png_uint8
+from ..files import FolderLock, open_regular, read_npy, refuse_foreign
+from ..imageio import open_image, upright, write_png_uint8
 from ..sampler import BACKENDS
 from .args import device_arg, nonnegative_int, positive_int, unit_float
 from .options import choose_device
@@ -209,9 +209,8 @@ def _outputs(folder: str, start: int, count: int) -> List[str]:
     paths = [os.path.join(folder, f"{kind}_{i}.png") for i in range(start, start + count) for kind in ("orig", "y0")]
     paths += [os.path.join(folder, f"{i}_-1.png") for i in range(start, start + count)]
     for path in paths:
-        if os.path.lexists(path) and read_png_info(path) is None:
-            raise ValueError(f"{path} exists and was not written by ddrm-fast; it is not overwritten (choose another "
-                             f"-i or --exp)")
+        refuse_foreign(path, "png", f"{path} exists and was not written by ddrm-fast; it is not overwritten (choose "
+                                    f"another -i or --exp)")
     return paths
 
 

@@ -10,8 +10,8 @@ import torch
 
 from .. import tasks
 from ..figures import comparison_panels, write_comparison
-from ..files import FolderLock, check_output_path, name_max
-from ..imageio import read_image, read_mask, read_png_info, write_png
+from ..files import FolderLock, check_output_path, name_max, refuse_foreign
+from ..imageio import read_image, read_mask, write_png
 from ..metrics import psnr_ssim
 from ..sampler import BACKENDS, ddrm_sample
 from ..schedules import ddrm_timesteps
@@ -149,9 +149,8 @@ def _check_targets(args, files: Dict[str, str]) -> None:
             flag = "--compare" if path == files.get("compare") else "INPUT"
             raise ValueError(f"{flag}: the output name {name} would be {len(os.fsencode(name))} bytes, more than the "
                              f"{limit} its file system takes; rename the input (or give --compare a shorter name)")
-        if os.path.lexists(path) and read_png_info(path) is None:
-            raise ValueError(f"{path} exists and was not written by ddrm-fast; it is not overwritten (move it away "
-                             f"or choose another -o)")
+        refuse_foreign(path, "png", f"{path} exists and was not written by ddrm-fast; it is not overwritten (move it "
+                                    f"away or choose another -o)")
 
 
 def check_arguments(args) -> None:

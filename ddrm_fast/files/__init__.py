@@ -15,12 +15,16 @@ recognisable beyond doubt, declared sizes are checked before anything is allocat
   cut off before the next is appended.
 - :class:`DiskFull` is what every write here raises when the file system is full: not one bad file but a reason to
   stop, naming the folder.
+- :func:`recognise` / :func:`is_own` answer, for every kind of file the package writes, whether a file is
+  ddrm-fast's (``ownership.py``): the one place that decides whether a user's file may be touched.
 """
 from .lock import LOCK_NAME, FolderBusy, FolderLock, is_own_lock
+from .ownership import KINDS, PNG_KEY, is_own, png_record, recognise, refuse_foreign
 from .reading import check_regular, file_kind, open_regular, read_npy
 from .writing import (DiskFull, LineLog, atomic_write, check_output_path, is_disk_full, is_own_temporary, name_max,
                       remove_own_temporaries, same_folder, temporary_name, write_text)
 
 __all__ = ["open_regular", "check_regular", "file_kind", "read_npy", "atomic_write", "is_own_temporary",
            "temporary_name", "remove_own_temporaries", "write_text", "DiskFull", "is_disk_full", "LineLog",
-           "name_max", "check_output_path", "same_folder", "FolderLock", "FolderBusy", "is_own_lock", "LOCK_NAME"]
+           "name_max", "check_output_path", "same_folder", "FolderLock", "FolderBusy", "is_own_lock", "LOCK_NAME",
+           "recognise", "is_own", "refuse_foreign", "png_record", "PNG_KEY", "KINDS"]
