@@ -1,10 +1,14 @@
-"""Small helpers shared by the samplers: noise drawing and the optional progress bar."""
+"""Small helpers shared by the samplers: the ``Model`` and ``Generator`` types, noise drawing and the optional
+progress bar."""
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 
+#: ``model(x_t, t) -> eps``: what every sampler and loader here calls a model
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: None (torch's global generator), one generator, or one per sample (each sample's noise from its own stream)
 Generator = Union[None, torch.Generator, Sequence[torch.Generator]]
 
 

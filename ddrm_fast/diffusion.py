@@ -5,17 +5,14 @@ Coefficients are kept in float64 and cast to the data's dtype when used.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
+from ._utils import Generator, Model, progress_bar, randn
 from .schedules import abar_table, ddrm_timesteps
-from ._utils import randn, progress_bar
 
 __all__ = ["GaussianDiffusion", "take_eps"]
-
-Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Generator = Union[None, torch.Generator, Sequence[torch.Generator]]
 
 
 def take_eps(out: torch.Tensor, channels: int) -> torch.Tensor:

@@ -1,4 +1,7 @@
 """ddrm_sample: argument checks, per-sample streams, per-sample and per-coordinate noise levels."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -401,3 +404,16 @@ def test_graph_needs_cuda_and_no_callback():
     op = O.Denoise((3, 4, 4))
     with pytest.raises(ValueError, match="needs CUDA tensors"):
         ddrm_sample(GaussianPriorEps(), torch.zeros(1, 3, 4, 4), op, 0.1, steps=2, cuda_graph=True)
+
+
+def test_compat_noise_needs_no_import_of_the_drop_in():
+    # the sampler loads the original's draws itself on first use: importing ddrm_fast does not import compat
+    code = ("import sys, torch\nimport ddrm_fast\nfrom ddrm_fast import operators as O\n"
+            "assert 'ddrm_fast.compat' not in sys.modules\n"
+            "from ddrm_fast.models import GaussianPriorEps\n"
+            "op = O.SuperRes(2, (3, 8, 8))\n"
+            "x = ddrm_fast.ddrm_sample(GaussianPriorEps(0.5), torch.zeros(1, 3, 4, 4), op, 0.1, steps=3, noise='compat',"
+            " generator=torch.Generator().manual_seed(0), backend='reference')\n"
+            "assert 'ddrm_fast.compat' in sys.modules and torch.isfinite(x).all()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr

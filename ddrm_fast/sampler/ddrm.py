@@ -2,41 +2,23 @@
 build the noise and the step, then run the loop (or replay its CUDA graph)."""
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 
 from .. import reference
-from .._utils import Generator, progress_bar
+from .._utils import Generator, Model, progress_bar
 from ..operators.base import LinearOperator
 from ..operators.group import GroupOperator
-from ..schedules import abar_table
 from .checks import Call, check_call, check_result, model_eps
 from .graphs import GRAPHS
-from .network import Model, compile_mode, network
-from .noise import NoiseRequest, NoiseSource, make_noise
+from .network import compile_mode, network
+from .noise import make_noise
+from .source import NoiseRequest, NoiseSource
 from .steps import Step, build_step
+from .walk import Walk
 
 __all__ = ["ddrm_sample"]
-
-
-class Walk(NamedTuple):
-    """The timesteps walked (t -> t') and their scalars on the device: coef (steps, 4) = [sqrt(abar_t),
-    sqrt(1 - abar_t), sigma_{t'}, sqrt(abar_{t'})], the initial draw's coefficients, and t as floats."""
-
-    rev: list
-    rev_next: list
-    coef: torch.Tensor
-    init_coef: torch.Tensor
-    ts: torch.Tensor
-
-    @classmethod
-    def of(cls, call: Call) -> "Walk":
-        rev, rev_next = list(reversed(call.seq)), list(reversed([-1] + call.seq[:-1]))
-        coef, sigma_T = reference.step_coefficients(abar_table(call.betas.float()), rev, rev_next)
-        coef, sigma_T = coef.to(call.device), sigma_T.to(call.device)
-        return cls(rev, rev_next, coef, reference.initial_coefficients(sigma_T),
-                   torch.tensor(rev, dtype=torch.float32, device=call.device))
 
 
 @torch.no_grad()  # sampling never records autograd history, whatever the caller's mode or the model's parameters
@@ -101,7 +83,7 @@ def ddrm_sample(model: Model, y: torch.Tensor, operator: LinearOperator, sigma_y
                       progress=progress, cuda_graph=cuda_graph)
     mode = compile_mode(compile, cuda_graph)
     net = network(model, model_dtype, channels_last, mode, call.device)
-    walk = Walk.of(call)
+    walk = Walk.of(call.betas.float(), call.seq, call.device)
     # group operators consume image-layout noise (the one-pass step adds it pixel by pixel; the reference maps it
     # with V^T), the others spectral (B, N) noise
     layout = (call.batch, *operator.image_shape) if isinstance(operator, GroupOperator) else (call.batch, operator.n)

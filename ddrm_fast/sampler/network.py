@@ -3,13 +3,14 @@ fed channels_last, run under autocast in a lower precision. ``ddrm-fast bench`` 
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import torch
 
+from .._utils import Model
+
 __all__ = ["COMPILE_MODES", "compile_mode", "network", "Model"]
 
-Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _OWN_GRAPHS = ("reduce-overhead", "max-autotune")  # modes that capture CUDA graphs of their own
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {mode: compiled model}

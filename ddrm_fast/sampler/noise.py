@@ -2,48 +2,23 @@
 the one-pass group step, spectral (B, N) otherwise), or None where the kernels generate it themselves from per-sample
 ``seeds`` (docs/ddrm.md, "Noise").
 
-A source follows :class:`NoiseSource`; :data:`NOISE_SOURCES` maps ``ddrm_sample``'s ``noise=`` names to factories,
-and :func:`register_noise` adds one (:mod:`ddrm_fast.compat` registers ``"compat"``, the original's draws).
+A source follows :class:`NoiseSource`; :data:`NOISE_SOURCES` maps ``ddrm_sample``'s ``noise=`` names to factories
+(``"compat"``, the original's draws, loads :mod:`ddrm_fast.compat.noise` on first use), and :func:`register_noise`
+adds one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Protocol, Sequence
+from typing import Callable, Dict, Optional
 
 import torch
 
 from .._utils import Generator, randn
-from ..operators.base import LinearOperator
+from .source import NoiseRequest, NoiseSource
 
-__all__ = ["NoiseSource", "NoiseRequest", "TorchNoise", "PhiloxNoise", "philox_seeds", "NOISE_SOURCES",
+__all__ = ["TorchNoise", "PhiloxNoise", "philox_seeds", "NOISE_SOURCES",
            "register_noise", "make_noise", "INIT_OFFSET"]
 
 INIT_OFFSET = 1 << 32  # Philox counter offset of the initial draw; step i uses offset i
-
-
-class NoiseSource(Protocol):
-    """What the sampler asks of a noise source."""
-
-    #: per-sample Philox keys (B,) int64 the kernels generate from when a draw is None, else None
-    seeds: Optional[torch.Tensor]
-
-    def initial(self, x_T: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
-        """The initial draw (``x_T``: the caller's, (B, C, H, W), read in this source's layout)."""
-
-    def step(self, i: int) -> Optional[torch.Tensor]:
-        """Step i's draw."""
-
-
-@dataclass
-class NoiseRequest:
-    """What a factory of :data:`NOISE_SOURCES` is given."""
-
-    operator: LinearOperator
-    shape: Sequence[int]  # the layout the step consumes: (B, C, H, W) or (B, N)
-    generator: Generator
-    device: torch.device
-    sigma_y: torch.Tensor  # (1|B, 1|m)
-    sigma_next: torch.Tensor  # sigma_{t'} of every step
 
 
 class TorchNoise:
@@ -88,7 +63,16 @@ def philox_seeds(generator: Generator, batch: int, device) -> torch.Tensor:
     return seeds.to(device)
 
 
-NOISE_SOURCES: Dict[str, Callable[[NoiseRequest], NoiseSource]] = {"torch": TorchNoise, "philox": PhiloxNoise}
+def _compat(request: NoiseRequest) -> NoiseSource:
+    """The original DDRM's draws (:mod:`ddrm_fast.compat.noise`), loaded on first use: the sampler needs nothing of
+    the drop-in unless asked for it."""
+    from ..compat.noise import compat_noise
+
+    return compat_noise(request)
+
+
+NOISE_SOURCES: Dict[str, Callable[[NoiseRequest], NoiseSource]] = {"torch": TorchNoise, "philox": PhiloxNoise,
+                                                                    "compat": _compat}
 
 
 def register_noise(name: str, factory: Callable[[NoiseRequest], NoiseSource]) -> None:
