@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ddrm_fast import batch
 from ddrm_fast.imageio import write_png
 from ddrm_fast.cli.restore import add_quality_arguments, add_speed_arguments, load_model, sampler_options
+from ddrm_fast.restoration import Settings
 from ddrm_fast.training import HELDOUT_PHOTOS, TRAIN_PHOTOS, skimage_photos
 
 
@@ -54,7 +55,7 @@ def main() -> None:
     add_speed_arguments(p)
     args = p.parse_args()
     device = torch.device(args.device)
-    options = sampler_options(args, device)
+    settings = Settings(steps=args.steps, **sampler_options(args, device))  # the command's speed and quality options
     model, betas = load_model(args.model, device)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,9 +67,9 @@ def main() -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             out = os.path.join(tmp, f"out{bs}")
             t0 = time.perf_counter()
-            s = batch.restore_dir(model, betas, inp, out, task=args.task, sigma_y=0.05, batch_size=bs,
-                                  steps=args.steps, device=device, num_workers=args.workers, progress=False,
-                                  sampler_options=options)
+            spec = batch.FolderJob(inp, out, args.task, sigma_y=0.05, batch_size=bs, num_workers=args.workers,
+                                   progress=False, device=device, settings=settings)
+            s = batch.restore_dir(model, betas, spec)
             wall = time.perf_counter() - t0
             peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                     else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -80,7 +81,7 @@ def main() -> None:
     mem = "peak GPU MiB (allocated)" if device.type == "cuda" else "peak RSS MiB"
     lines = [f"{time.strftime('%Y-%m-%d')}, {name}, torch {torch.__version__}, {args.images} images of "
              f"{args.size}x{args.size}, task {args.task}, {args.steps} steps, {args.workers} workers, model "
-             f"{args.model or 'embedded'}; " + ", ".join(f"{k}={v}" for k, v in options.items()), "",
+             f"{args.model or 'embedded'}; " + ", ".join(f"{k}={v}" for k, v in settings.sampler_kwargs().items()), "",
              f"| batch | images/s | sampler ms/image | time outside the sampler | {mem} | mean PSNR |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {b} | {r:.2f} | {ms:.1f} | {100 * o:.1f}% | {m:.0f} | {q:.2f} |" for b, r, ms, o, m, q in rows]

@@ -20,9 +20,7 @@ import csv
 import os
 import time
 
-import torch
-
-from ddrm_fast import ddrm_sample, tasks
+from ddrm_fast import restoration, tasks
 from ddrm_fast.figures import full_size
 from ddrm_fast.imageio import to_uint8
 from ddrm_fast.metrics import psnr_ssim
@@ -68,29 +66,30 @@ def main() -> None:
 
 
 def restore_one(model, betas, clean, task, sigma_y, clip, samples, args):
-    """(the row of scores, [clean, degraded view, pseudo-inverse, DDRM]) of one photo, task, noise level, clipping
-    setting and number of samples averaged; (None, None) when the task cannot take the photo's size."""
-    g = torch.Generator().manual_seed(args.seed)
+    """(the row of scores, [clean, degraded view, baseline, DDRM, the baseline's name]) of one photo, task, noise
+    level, clipping setting and number of samples averaged, through the restoration pipeline `ddrm-fast restore`
+    runs; (None, None) when the task cannot take the photo's size."""
     try:
-        op = tasks.make_operator(task, clean.shape, generator=g)
+        m = restoration.measure(task, clean, sigma_y=sigma_y, seed=args.seed)
     except ValueError as exc:
         print(f"{task}: skipped for a {clean.shape[2]}x{clean.shape[1]} photo ({exc})")
         return None, None
-    y = tasks.degrade(clean[None], op, 2 * sigma_y, g)
     t0 = time.perf_counter()
-    x = ddrm_sample(model, y.expand(samples, *y.shape[1:]).contiguous(), op, 2 * sigma_y, steps=args.steps,
-                    schedule=betas.float(), generator=g, clip_x0=clip).mean(0)
+    x = restoration.restore(model, betas, [m], restoration.Settings(steps=args.steps, clip_x0=clip),
+                            samples=samples)[0]
     seconds = time.perf_counter() - t0
-    pinv = op.H_pinv(y)[0]
-    name, base = tasks.baseline(task, op, y, 2 * sigma_y)
-    (pp, ps), (bp, bs), (dp, ds) = psnr_ssim(pinv, clean), psnr_ssim(base[0], clean), psnr_ssim(x, clean)
+    base = restoration.baseline(m)
+    scores = restoration.score(m, x, base)
+    pp, ps = psnr_ssim(m.operator.H_pinv(m.y)[0], clean)
     print(f"{task:12s} sigma_y={sigma_y:4.2f} clip_x0={'on ' if clip else 'off'} samples={samples}  "
-          f"{name} {bp:6.2f} dB {bs:.3f}   "
-          f"DDRM {dp:6.2f} dB {ds:.3f} ({dp - bp:+.2f} dB)   {seconds:5.1f} s", flush=True)
-    view = full_size(tasks.measurement_view(task, op, y[0], pinv), tuple(clean.shape[-2:]))
-    row = dict(task=task, sigma_y=sigma_y, clip_x0=clip, samples=samples, baseline=name, psnr_baseline=bp,
-               ssim_baseline=bs, psnr_pinv=pp, ssim_pinv=ps, psnr_ddrm=dp, ssim_ddrm=ds, seconds=seconds)
-    return row, [clean, view, base[0], x, name]
+          f"{scores.baseline} {scores.psnr_baseline:6.2f} dB {scores.ssim_baseline:.3f}   "
+          f"DDRM {scores.psnr:6.2f} dB {scores.ssim:.3f} ({scores.psnr - scores.psnr_baseline:+.2f} dB)   "
+          f"{seconds:5.1f} s", flush=True)
+    view = full_size(restoration.view(m), tuple(clean.shape[-2:]))
+    row = dict(task=task, sigma_y=sigma_y, clip_x0=clip, samples=samples, baseline=scores.baseline,
+               psnr_baseline=scores.psnr_baseline, ssim_baseline=scores.ssim_baseline, psnr_pinv=pp, ssim_pinv=ps,
+               psnr_ddrm=scores.psnr, ssim_ddrm=scores.ssim, seconds=seconds)
+    return row, [clean, view, base[1], x, scores.baseline]
 
 
 def write_tables(rows, args, variants) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Tuple
 
+import numpy as np
 import torch
 
 from .imageio import to_uint8
@@ -25,6 +26,7 @@ def psnr_ssim(restored: torch.Tensor, clean: torch.Tensor) -> Tuple[float, float
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     a, b = to_uint8(restored), to_uint8(clean)
-    psnr = peak_signal_noise_ratio(b, a, data_range=255)
+    with np.errstate(divide="ignore"):  # equal images: inf dB, not a warning on the user's terminal
+        psnr = peak_signal_noise_ratio(b, a, data_range=255)
     ssim = structural_similarity(b, a, data_range=255, channel_axis=2 if a.ndim == 3 else None)
     return float(psnr), float(ssim)

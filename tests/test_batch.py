@@ -15,6 +15,7 @@ from PIL import Image
 from ddrm_fast import batch
 from ddrm_fast.cli.main import main as cli
 from ddrm_fast.models import GaussianPriorEps
+from ddrm_fast.restoration import Settings
 from ddrm_fast.sampler import ddrm_sample
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "ddrm_fast", "data", "astronaut.png")
@@ -39,10 +40,11 @@ def _report(out, name="report.jsonl"):
     return [json.loads(line) for line in open(os.path.join(out, name))]
 
 
-def _run(inp, out, **kw):
-    args = dict(task="sr4", sigma_y=0.05, steps=5, batch_size=2, num_workers=0, progress=False)
+def _run(inp, out, sampler=None, sampler_options=None, steps=5, **kw):
+    args = dict(task="sr4", sigma_y=0.05, batch_size=2, num_workers=0, progress=False)
     args.update(kw)
-    return batch.restore_dir(MODEL, BETAS, str(inp), str(out), **args)
+    settings = Settings(steps=steps, **(sampler_options or {}))
+    return batch.restore_dir(MODEL, BETAS, batch.FolderJob(str(inp), str(out), settings=settings, **args), sampler)
 
 
 def test_results_do_not_depend_on_batch_size_or_workers(tmp_path):
@@ -414,7 +416,7 @@ def test_a_file_that_is_no_manifest_at_all_is_a_bad_invocation(tmp_path, manifes
 ])
 def test_folder_arguments_are_checked_before_any_image_is_read(tmp_path, monkeypatch, capsys, flag, value, message):
     inp = _dataset(tmp_path / "in", n=2)
-    monkeypatch.setattr(batch, "read_image", lambda *a, **k: pytest.fail("an image was decoded"))
+    monkeypatch.setattr(batch.job, "read_image", lambda *a, **k: pytest.fail("an image was decoded"))
     code = cli(["restore", "--input-dir", str(inp), "-o", str(tmp_path / "out"), "--task", "deno", flag, str(value),
                 "--num-workers", "0", "--no-progress"])
     err = capsys.readouterr().err.splitlines()
@@ -695,7 +697,7 @@ def test_a_disk_already_full_is_named_before_any_work(tmp_path, small_disk):
 
 def test_a_full_disk_in_the_library_raises_disk_full_with_the_counts(tmp_path, monkeypatch):
     # the same without a small file system: the third result's write finds the disk full
-    import ddrm_fast.batch as batch_module
+    import ddrm_fast.batch.job as batch_module
     from ddrm_fast.files import DiskFull
 
     inp, out = _dataset(tmp_path / "in", n=5), tmp_path / "out"
@@ -717,8 +719,9 @@ def test_a_full_disk_in_the_library_raises_disk_full_with_the_counts(tmp_path, m
 
 def test_a_model_that_returns_nan_fails_its_images_by_name(tmp_path):
     inp = _dataset(tmp_path / "in", n=2)
-    stats = batch.restore_dir(lambda x, t: x * float("nan"), BETAS, str(inp), str(tmp_path / "out"), task="sr4",
-                              sigma_y=0.05, steps=2, num_workers=0, progress=False)
+    stats = batch.restore_dir(lambda x, t: x * float("nan"), BETAS,
+                              batch.FolderJob(str(inp), str(tmp_path / "out"), "sr4", num_workers=0, progress=False,
+                                              settings=Settings(steps=2)))
     assert stats["ok"] == 0 and stats["failed"] == 2
     errors = [r["error"] for r in _report(tmp_path / "out")]
     assert errors == ["sampling failed: ValueError: model: its output (eps) was NaN or Inf at some step, so the "

@@ -9,6 +9,7 @@ from PIL import Image
 from ddrm_fast import batch
 from ddrm_fast.imageio import image_size, read_image, read_mask
 from ddrm_fast.models import GaussianPriorEps
+from ddrm_fast.restoration import Settings
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "ddrm_fast", "data", "astronaut.png")
 
@@ -59,7 +60,7 @@ def test_a_folder_job_restores_a_phone_photo_upright(tmp_path):
         else:
             _save_with_orientation(_turned(upright, orientation), tmp_path / folder / "photo.png", orientation)
         batch.restore_dir(GaussianPriorEps(std=0.5), torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64),
-                          str(tmp_path / folder), str(tmp_path / f"{folder}_out"), task="sr2", sigma_y=0.05, steps=3,
-                          num_workers=0, progress=False)
+                          batch.FolderJob(str(tmp_path / folder), str(tmp_path / f"{folder}_out"), "sr2", num_workers=0,
+                                          progress=False, settings=Settings(steps=3)))
     phone, plain = (Image.open(tmp_path / f"{f}_out" / "photo.png") for f in ("phone", "plain"))
     assert phone.size == (32, 64) and np.array_equal(np.asarray(phone), np.asarray(plain))

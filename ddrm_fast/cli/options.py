@@ -7,10 +7,11 @@ from typing import Dict, Optional
 
 import torch
 
+from ..restoration import Settings
 from ..sampler import COMPILE_MODES
 
-__all__ = ["choose_device", "add_speed_arguments", "add_quality_arguments", "sampler_options", "load_model",
-           "CLIP_X0_DEFAULT"]
+__all__ = ["choose_device", "add_speed_arguments", "add_quality_arguments", "settings", "sampler_options",
+           "load_model", "CLIP_X0_DEFAULT"]
 
 
 def choose_device(requested: Optional[torch.device], local_rank: int = 0) -> torch.device:
@@ -52,14 +53,25 @@ def add_quality_arguments(p) -> None:
                         "measured better on held-out photos)")
 
 
-def sampler_options(args, device: torch.device) -> Dict[str, object]:
-    """The ddrm_sample keywords of the speed options (results equal float32's to the network's precision) and of
-    the quality options."""
+def settings(args, device: torch.device, progress: bool = False) -> Settings:
+    """The one :class:`~ddrm_fast.restoration.Settings` record of the command line's arguments: DDRM's (steps,
+    etas, backend, x0 clipping) and the speed options (results equal float32's to the network's precision);
+    ``progress``: a bar over the steps."""
     if args.cuda_graph and device.type != "cuda":
         raise ValueError(f"--cuda-graph needs a CUDA device, not {device}")
-    return {"model_dtype": _DTYPES[args.dtype], "channels_last": args.channels_last,
-            "compile": args.compile_mode if args.compile else False, "noise": args.noise,
-            "cuda_graph": args.cuda_graph, "clip_x0": args.clip_x0}
+    return Settings(steps=args.steps, eta=args.eta, eta_b=args.eta_b, backend=args.backend, clip_x0=args.clip_x0,
+                    noise=args.noise, model_dtype=_DTYPES[args.dtype], channels_last=args.channels_last,
+                    compile=args.compile_mode if args.compile else False, cuda_graph=args.cuda_graph,
+                    progress=progress and not args.cuda_graph)
+
+
+_SPEED = ("model_dtype", "channels_last", "compile", "noise", "cuda_graph", "clip_x0")
+
+
+def sampler_options(args, device: torch.device) -> Dict[str, object]:
+    """The ddrm_sample keywords that the speed and quality options set (part of :func:`settings`)."""
+    full = settings(args, device).sampler_kwargs()
+    return {k: full[k] for k in _SPEED}
 
 
 def load_model(path, device, class_label: Optional[int] = None):

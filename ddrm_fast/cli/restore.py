@@ -6,18 +6,15 @@ import sys
 import time
 from typing import Dict, Optional
 
-import torch
-
-from .. import tasks
+from .. import restoration, tasks
 from ..figures import comparison_panels, write_comparison
 from ..files import FolderLock, check_output_path, name_max, refuse_foreign
 from ..imageio import read_image, read_mask, write_png
-from ..metrics import psnr_ssim
-from ..sampler import BACKENDS, ddrm_sample
+from ..sampler import BACKENDS
 from ..schedules import ddrm_timesteps
 from . import restore_dir
 from .args import device_arg, nonnegative_int, positive_int, unit_float
-from .options import add_quality_arguments, add_speed_arguments, choose_device, load_model, sampler_options
+from .options import add_quality_arguments, add_speed_arguments, choose_device, load_model, sampler_options, settings
 
 __all__ = ["add_parser", "prepare", "restore", "main", "check_arguments", "add_speed_arguments", "add_quality_arguments",
            "load_model", "sampler_options"]
@@ -63,55 +60,35 @@ def add_parser(sub) -> None:
 
 
 def prepare(args) -> Dict[str, object]:
-    """What the command can check and compute before anything is written: the input read and measured, the model
-    loaded, the baseline and the picture of y. Every bad argument or file fails here."""
+    """What the command can check and compute before anything is written: the input read and measured
+    (:func:`ddrm_fast.restoration.measure`), the model loaded, the baseline and the picture of y. Every bad argument
+    or file fails here."""
     device = choose_device(args.device)
-    options = sampler_options(args, device)
+    chosen = settings(args, device, progress=not args.no_progress)
     # the input first: a bad image fails fast, before the model is loaded
     modes = ("L", "RGB") if args.observed and args.task == "color" else ("RGB",)
     image = read_image(args.input, modes)
     mask = None if args.mask is None else read_mask(args.mask, image.shape[-2:])
-    g = torch.Generator().manual_seed(args.seed)
-    sigma = 2 * args.sigma_y  # [0, 1] pixel units -> [-1, 1] image units
-    if args.observed:
-        op, y = tasks.measurement_from_observed(args.task, image, mask)
-        clean = None
-    else:
-        op = tasks.make_operator(args.task, image.shape, mask, generator=g)
-        clean = image[None]
-        y = tasks.degrade(clean, op, sigma, g)
+    m = restoration.measure(args.task, image, sigma_y=args.sigma_y, seed=args.seed, observed=args.observed, mask=mask)
     model, betas = load_model(args.model, device, args.class_label)
-    divisor = getattr(model, "divisor", 1)
-    _, h, w = op.image_shape
-    if h % divisor or w % divisor:
-        raise ValueError(f"image size {w}x{h}: this model needs sides that are multiples of {divisor}")
+    restoration.check_size(restoration.model_divisor(model), *m.operator.image_shape[1:])
     ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before anything is written
-    out = {"clean": clean, "op": op, "y": y, "sigma": sigma, "generator": g, "model": model, "betas": betas,
-           "device": device, "options": options}
-    # the baseline and the picture of y, on the CPU before the operator moves
-    out["baseline_name"], baseline = tasks.baseline(args.task, op, y, sigma)
-    out["baseline"] = baseline[0]
-    out["degraded"] = tasks.measurement_view(args.task, op, y[0], op.H_pinv(y)[0])
-    return out
+    return {"measurement": m, "model": model, "betas": betas, "device": device, "settings": chosen,
+            "baseline": restoration.baseline(m), "degraded": restoration.view(m)}
 
 
 def restore(args, prepared: Optional[Dict[str, object]] = None) -> Dict[str, object]:
     """Everything the command computes, before anything is written: the images to save and the scores."""
     out = dict(prepared or prepare(args))
-    clean, y, device = out["clean"], out["y"], out["device"]
+    m = out["measurement"]
     t0 = time.perf_counter()
     # K copies of y in one batch: each row draws its own noise, so the rows are independent posterior samples
-    ys = y.expand(args.samples, *y.shape[1:]).contiguous()
-    with torch.no_grad():
-        x = ddrm_sample(out["model"], ys.to(device), out["op"].to(device), out["sigma"], steps=args.steps,
-                        eta=args.eta, eta_b=args.eta_b, schedule=out["betas"].float(), generator=out["generator"],
-                        backend=args.backend, progress=not (args.no_progress or args.cuda_graph), **out["options"])
+    out["restored"] = restoration.restore(out["model"], out["betas"], [m], out["settings"], out["device"],
+                                          samples=args.samples)[0]
     out["seconds"] = time.perf_counter() - t0
-    # a sample's squared error is the posterior mean's plus the posterior variance; the mean of K samples keeps 1/K
-    # of that variance (benchmarks/RESULTS.md, "Rotations, and the mean of two samples")
-    out["restored"] = x.mean(0).cpu()
-    if clean is not None:
-        out["scores"] = {"baseline": psnr_ssim(out["baseline"], clean[0]), "ddrm": psnr_ssim(out["restored"], clean[0])}
+    out["clean"] = m.clean
+    out["baseline_name"], out["baseline"] = out["baseline"]
+    out["scores"] = restoration.score(m, out["restored"], (out["baseline_name"], out["baseline"]))
     return out
 
 
@@ -189,16 +166,15 @@ def main(args) -> int:
             info["samples"] = args.samples
         for key, path in files.items():
             if key == "compare":
-                panels = comparison_panels(None if r["clean"] is None else r["clean"][0], r["degraded"],
-                                           r["baseline_name"], r["baseline"], r["restored"],
-                                           f"({args.task}, sigma_y {args.sigma_y:g})", ddrm)
+                panels = comparison_panels(r["clean"], r["degraded"], r["baseline_name"], r["baseline"],
+                                           r["restored"], f"({args.task}, sigma_y {args.sigma_y:g})", ddrm)
                 write_comparison(panels, path, info)
             else:
                 write_png(r[key], path, dict(info, kind=key))
     samples = "" if args.samples == 1 else f", the mean of {args.samples} samples"
     print(f"{args.task}, sigma_y {args.sigma_y}, {args.steps} steps{samples}: restored in {r['seconds']:.1f} s")
-    if "scores" in r:
-        (bp, bs), (dp, ds) = r["scores"]["baseline"], r["scores"]["ddrm"]
+    if r["scores"] is not None:
+        dp, ds, _, bp, bs = r["scores"]
         width = max(15, len(ddrm))
         print(f"  {r['baseline_name']:{width}s} PSNR {bp:6.2f} dB  SSIM {bs:.4f}")
         print(f"  {ddrm:{width}s} PSNR {dp:6.2f} dB  SSIM {ds:.4f}  ({dp - bp:+.2f} dB vs {r['baseline_name']})")

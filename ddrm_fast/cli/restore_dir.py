@@ -11,7 +11,7 @@ import torch.distributed as dist
 from .. import batch
 from ..files import DiskFull, FolderLock
 from ..schedules import ddrm_timesteps
-from .options import choose_device, load_model, sampler_options
+from .options import choose_device, load_model, settings
 
 
 def _distributed():
@@ -68,19 +68,17 @@ def main(args) -> int:
         device = choose_device(args.device, local)
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        options = sampler_options(args, device)
+        spec = batch.FolderJob(args.input_dir, args.out, args.task, sigma_y=args.sigma_y, batch_size=args.batch_size,
+                               manifest=args.manifest, masks_dir=args.masks_dir, observed=args.observed,
+                               num_workers=args.num_workers, rank=rank, world=world, progress=not args.no_progress,
+                               compare=args.compare is not None, device=device, settings=settings(args, device))
         model, betas = load_model(args.model, device, args.class_label)
         ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before any image
         lock = _lock_on_rank0(args.out, rank, world)
         if world > 1:
             dist.barrier()
         try:
-            stats = batch.restore_dir(model, betas, args.input_dir, args.out, task=args.task, sigma_y=args.sigma_y,
-                                      batch_size=args.batch_size, manifest=args.manifest, masks_dir=args.masks_dir,
-                                      observed=args.observed, steps=args.steps, eta=args.eta, eta_b=args.eta_b,
-                                      device=device, backend=args.backend, num_workers=args.num_workers,
-                                      rank=rank, world=world, progress=not args.no_progress,
-                                      sampler_options=options, compare=args.compare is not None)
+            stats = batch.restore_dir(model, betas, spec)
         except DiskFull as exc:
             if world == 1:
                 raise
