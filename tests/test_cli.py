@@ -198,7 +198,7 @@ def test_bench_runs_every_mode_on_the_gpu(tmp_path):
 
 
 def test_live_bytes_counts_storages_alive_together():
-    from ddrm_fast.cli.bench import LiveBytes, buffers_per_sample
+    from ddrm_fast.probes import LiveBytes, buffers_per_sample
 
     before = torch.zeros(1000)
     with LiveBytes() as live:
@@ -491,12 +491,12 @@ def test_restore_compare_writes_the_side_by_side_figure(small_png, tmp_path, cap
 
 @pytest.mark.parametrize("where", ["out", "."])
 def test_a_read_only_output_folder_is_refused_before_sampling(small_png, read_only_disk, monkeypatch, capsys, where):
-    from ddrm_fast.cli import restore as restore_cmd
+    from ddrm_fast import restoration
 
     def never(*args, **kwargs):
         raise AssertionError("sampled for an output that cannot be written")
 
-    monkeypatch.setattr(restore_cmd, "ddrm_sample", never)
+    monkeypatch.setattr(restoration, "ddrm_sample", never)
     out = read_only_disk / where
     code = cli(["restore", small_png, "--task", "deno", "-o", str(out), "--steps", "2", "--no-progress"])
     err = capsys.readouterr().err.splitlines()

@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gc
-import json
 import os
 import statistics
 import time
-import weakref
 from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
-from .. import sampler, tasks
+from .. import probes, restoration, sampler, tasks
 from ..files import atomic_write, refuse_foreign, write_text
-from ..imageio import PNG_KEY
 from ..metrics import psnr
 from ..sampler import COMPILE_MODES, clear_graphs, ddrm_sample
 from .args import device_arg, positive_int, unit_float
@@ -91,107 +85,6 @@ def _model(name: str, device):
     return load(name, device=device)
 
 
-def _timer(device) -> Callable[[Callable[[], object]], float]:
-    """Seconds of fn(): device events on CUDA (after a synchronize), the wall clock on the CPU."""
-    def run(fn):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            return start.elapsed_time(end) / 1000
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-    return run
-
-
-def _matmul_tflops(device, timer) -> float:
-    """The bfloat16 matrix rate of this device, measured now: square GEMMs (8192 on CUDA, 1024 on the CPU)."""
-    n, reps = (8192, 10) if device.type == "cuda" else (1024, 2)
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-
-    def gemms():
-        for _ in range(reps):
-            torch.mm(a, b)
-
-    gemms()
-    seconds = statistics.median(timer(gemms) for _ in range(3))
-    return 2 * n**3 * reps / seconds / 1e12
-
-
-def _forward_flops(model, x: torch.Tensor) -> int:
-    """FLOPs of one network call on x (convolutions, matrix products, attention), counted by torch."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    t = torch.full((x.shape[0],), 500.0, device=x.device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x, t)
-    return counter.get_total_flops()
-
-
-class LiveBytes(TorchDispatchMode):
-    """The peak bytes of tensor storage created by the ops run under it and still referenced: what a device
-    allocator's peak would show, for any device (the CPU has no allocator statistics). Storages that existed before
-    (weights, inputs, views of them) are not counted."""
-
-    def __init__(self):
-        super().__init__()
-        self.live: Dict[int, list] = {}  # storage id -> [nbytes, number of live tensors on it]
-        self.now = self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        before = {t.untyped_storage()._cdata for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
-        for t in tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
-                continue
-            key = t.untyped_storage()._cdata
-            if key not in self.live:
-                if key in before:
-                    continue  # an input's storage (in-place op, view of an earlier tensor)
-                self.live[key] = [t.untyped_storage().nbytes(), 0]
-                self.now += self.live[key][0]
-                self.peak = max(self.peak, self.now)
-            self.live[key][1] += 1
-            weakref.finalize(t, self._release, key)
-        return out
-
-    def _release(self, key: int) -> None:
-        entry = self.live.get(key)
-        if entry is not None:
-            entry[1] -= 1
-            if entry[1] == 0:  # the last tensor on this storage is gone: so is the storage
-                self.now -= entry[0]
-                del self.live[key]
-
-
-def _peak_mib(device, fn) -> float:
-    """Peak memory of fn() above what was allocated before it (weights, inputs), in MiB: the allocator's peak on
-    CUDA, the live tensor bytes (:class:`LiveBytes`) elsewhere."""
-    if device.type != "cuda":
-        gc.collect()
-        with LiveBytes() as live:
-            fn()
-        return live.peak / 2**20
-    torch.cuda.synchronize(device)
-    torch.cuda.empty_cache()
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-
-
-def buffers_per_sample(peak_mib: float, model_mib: float, batch: int, image_numel: int) -> float:
-    """The sampler's memory beyond the network's own activations, in float32 images per sample (the target is at
-    most 3: x_t, x_{t'} and one more)."""
-    return (peak_mib - model_mib) * 2**20 / (batch * image_numel * 4)
-
-
 def _clean_batch(batch: int, size: int) -> torch.Tensor:
     from ..imageio import read_image
 
@@ -253,7 +146,7 @@ class _Bench(NamedTuple):
     clean: torch.Tensor
     op: object
     y: torch.Tensor
-    sigma: float
+    sigma: torch.Tensor
     steps: int
     repeats: int
     compile_mode: str
@@ -279,12 +172,12 @@ def _measure(bench: _Bench, mode: str) -> dict:
     clear_graphs()  # graphs of earlier modes would hold their memory through this one
     eager = {k: v for k, v in opts.items() if k != "compile"}
     if device.type == "cuda":  # the first call: compilation, autotuning and graph capture (its pool) included
-        peak = _peak_mib(device, lambda: bench.timer(sample))
+        peak = probes.peak_mib(device, lambda: bench.timer(sample))
     else:  # LiveBytes sees no buffers inside compiled code (and spoils a compiled model): the eager network
         bench.timer(sample)
         out.clear()  # no earlier output alive while memory is measured
-        peak = _peak_mib(device, lambda: sample(o=eager, key="memory"))
-    model_mib = _peak_mib(device, lambda: forward(opts if device.type == "cuda" else eager))
+        peak = probes.peak_mib(device, lambda: sample(o=eager, key="memory"))
+    model_mib = probes.peak_mib(device, lambda: forward(opts if device.type == "cuda" else eager))
     total = statistics.median(bench.timer(sample) for _ in range(bench.repeats))
     null_opts = {k: v for k, v in opts.items() if k not in ("compile", "model_dtype", "channels_last")}
     update = lambda: sample(_NullEps().to(device), null_opts, "null")  # noqa: E731
@@ -298,7 +191,7 @@ def _row(b: int, mode: str, m: dict, flops: int, steps: int, matmul: float, clea
     row = {"batch": b, "mode": mode, "images_per_s": b / m["total"], "ms_per_step": 1000 * m["total"] / steps,
            "network_share": max(0.0, 1 - m["update_s"] / m["total"]), "network_tflops": network_tflops,
            "network_vs_matmul": network_tflops / matmul, "peak_mib": m["peak"], "model_mib": m["model_mib"],
-           "buffers_per_sample": buffers_per_sample(m["peak"], m["model_mib"], b, clean[0].numel()),
+           "buffers_per_sample": probes.buffers_per_sample(m["peak"], m["model_mib"], b, clean[0].numel()),
            "psnr_vs_reference": psnr(m["x"], ref_out.clamp(-1, 1)) if ref_out is not None else float("nan"),
            "psnr_vs_clean": psnr(m["x"], clean)}
     print(f"batch {b:3d} {mode:14s} {row['images_per_s']:8.2f} img/s {row['ms_per_step']:9.2f} ms/step "
@@ -309,25 +202,37 @@ def _row(b: int, mode: str, m: dict, flops: int, steps: int, matmul: float, clea
     return row
 
 
-def run(args) -> List[dict]:
+class BenchRun(NamedTuple):
+    """What :func:`run` measured: a row per batch size and mode, on which device, at which image size, beside the
+    bfloat16 GEMM rate measured in the same run (TFLOP/s)."""
+
+    rows: List[dict]
+    device: torch.device
+    size: int
+    matmul: float
+
+
+def run(args) -> BenchRun:
     device = choose_device(args.device)
     size = args.size or (256 if device.type == "cuda" else 32)
     modes = _modes(args, device)
     model, betas = _model(args.model, device)
-    divisor = max(getattr(model, "divisor", 1), tasks.task_divisor(args.task))
+    divisor = max(restoration.model_divisor(model), tasks.task_divisor(args.task))
     if size % divisor:
         raise ValueError(f"--size {size} must be a multiple of {divisor}")
-    timer = _timer(device)
-    matmul = _matmul_tflops(device, timer)
+    timer = probes.timer(device)
+    matmul = probes.matmul_tflops(device, timer)
     print(f"bfloat16 matrix rate on {device}: {matmul:.1f} TFLOP/s", flush=True)
     rows = []
     for b in args.batch:
-        clean = _clean_batch(b, size).to(device)
-        op = tasks.make_operator(args.task, clean.shape[1:], generator=torch.Generator().manual_seed(0)).to(device)
-        y = tasks.degrade(clean, op, 2 * args.sigma_y, torch.Generator().manual_seed(1))
-        bench = _Bench(model, betas, device, timer, clean, op, y, 2 * args.sigma_y, args.steps, args.repeats,
-                       args.compile_mode)
-        flops = _forward_flops(model, clean)  # per network call on the batch
+        clean = _clean_batch(b, size)
+        # each crop measured as `ddrm-fast restore` measures an image (its own seed: its own mask for inpainting)
+        op, y, sigma = restoration.stack([restoration.measure(args.task, img, sigma_y=args.sigma_y, seed=i)
+                                          for i, img in enumerate(clean)])
+        clean = clean.to(device)
+        bench = _Bench(model, betas, device, timer, clean, op.to(device), y.to(device), sigma.to(device), args.steps,
+                       args.repeats, args.compile_mode)
+        flops = probes.forward_flops(model, clean)  # per network call on the batch
         ref_out = None
         for mode in modes:
             m = _measure(bench, mode)
@@ -340,7 +245,7 @@ def run(args) -> List[dict]:
         for r in rows:
             if r["batch"] == b:
                 r["speedup"] = r["images_per_s"] / ref[0]["images_per_s"] if ref else float("nan")
-    return rows, device, size, matmul
+    return BenchRun(rows, device, size, matmul)
 
 
 def write(rows: List[dict], out: str, header: str) -> None:
@@ -362,45 +267,7 @@ def write(rows: List[dict], out: str, header: str) -> None:
                      f"({100 * r['network_vs_matmul']:.0f}%) | {r['peak_mib']:.1f} | {r['model_mib']:.1f} | "
                      f"{r['buffers_per_sample']:.1f} | {r['psnr_vs_reference']:.2f} | {r['psnr_vs_clean']:.2f} |")
     write_text(os.path.join(out, "bench.md"), "\n".join(lines) + "\n")
-    _plot(rows, os.path.join(out, "bench.png"))
-
-
-def _plot(rows: List[dict], path: str) -> None:
-    """A bar chart of images/s (log scale) per batch and mode, drawn with Pillow (no plotting dependency)."""
-    import math
-
-    from PIL import Image, ImageDraw
-    from PIL.PngImagePlugin import PngInfo
-
-    batches = sorted({r["batch"] for r in rows})
-    modes = list(dict.fromkeys(r["mode"] for r in rows))
-    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
-    bw, gap, h, left, top = 22, 30, 300, 60, 30
-    width = left + len(batches) * (len(modes) * bw + gap) + 160
-    img = Image.new("RGB", (width, h + top + 40), "white")
-    d = ImageDraw.Draw(img)
-    vals = [r["images_per_s"] for r in rows]
-    lo, hi = math.log10(min(vals)) - 0.2, math.log10(max(vals)) + 0.1
-    y_of = lambda v: top + h - (math.log10(v) - lo) / (hi - lo) * h  # noqa: E731
-    d.text((4, 4), "images/s (log scale)", fill="black")
-    for k in range(math.floor(lo), math.ceil(hi) + 1):
-        if lo <= k <= hi:
-            d.line([(left - 5, y_of(10**k)), (width - 160, y_of(10**k))], fill="#dddddd")
-            d.text((4, y_of(10**k) - 6), f"{10**k:g}", fill="black")
-    for i, b in enumerate(batches):
-        x0 = left + i * (len(modes) * bw + gap)
-        for j, m in enumerate(modes):
-            r = [r for r in rows if r["batch"] == b and r["mode"] == m]
-            if r:
-                d.rectangle([x0 + j * bw, y_of(r[0]["images_per_s"]), x0 + (j + 1) * bw - 3, top + h],
-                            fill=colors[j % len(colors)])
-        d.text((x0, top + h + 8), f"batch {b}", fill="black")
-    for j, m in enumerate(modes):
-        d.rectangle([width - 150, top + 18 * j, width - 138, top + 18 * j + 12], fill=colors[j % len(colors)])
-        d.text((width - 132, top + 18 * j), m, fill="black")
-    meta = PngInfo()
-    meta.add_text(PNG_KEY, json.dumps({"kind": "bench"}))  # marks the figure as this command's own
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG", pnginfo=meta))
+    probes.bar_chart(rows, os.path.join(out, "bench.png"))
 
 
 def main(args) -> int:

@@ -240,7 +240,7 @@ def test_adm_loop_never_waits_for_host(backend, device):
 def test_fused_loop_memory_beyond_the_network(backend, device, kind):
     # the issue's budget: the network's own activations plus at most three image-sized buffers per sample (x_t,
     # x_{t'}; inpainting adds its image-sized y). Counted as live tensor bytes, which any device has.
-    from ddrm_fast.cli.bench import LiveBytes
+    from ddrm_fast.probes import LiveBytes
 
     b, shape = 4, (3, 16, 16)
     op = (O.SuperRes(2, shape) if kind == "sr2" else O.Inpaint((torch.rand(b, 1, 16, 16) > 0.5).float(),
