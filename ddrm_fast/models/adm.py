@@ -36,7 +36,7 @@ class ADMConfig:
     out_channels: int = 3
     num_res_blocks: int = 2
     attention_ds: Tuple[int, ...] = (16,)
-    channel_mult: Tuple[int, ...] = (1, 2, 2, 2)
+    channel_mult: Tuple[float, ...] = (1, 2, 2, 2)
     dropout: float = 0.0
     conv_resample: bool = True
     num_classes: Optional[int] = None
@@ -49,14 +49,15 @@ class ADMConfig:
 
     def __post_init__(self):
         self.attention_ds = tuple(int(d) for d in self.attention_ds)
-        self.channel_mult = tuple(int(m) for m in self.channel_mult)
+        # a fraction is guided-diffusion's too: the 512x512 models start at half the width (0.5, 1, 1, 2, 2, 4, 4)
+        self.channel_mult = tuple(int(m) if float(m).is_integer() else float(m) for m in self.channel_mult)
         if self.model_channels < 1 or self.model_channels % 32:
             raise ValueError(f"model_channels must be a positive multiple of 32 (GroupNorm(32)), "
                              f"got {self.model_channels}")
         if self.num_res_blocks < 1:
             raise ValueError(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
-        if not self.channel_mult or min(self.channel_mult) < 1:
-            raise ValueError(f"channel_mult must be non-empty positive ints, got {self.channel_mult}")
+        if not self.channel_mult or min(self.channel_mult) <= 0:
+            raise ValueError(f"channel_mult must be non-empty positive numbers, got {self.channel_mult}")
         if self.num_head_channels == -1 and self.num_heads < 1:
             raise ValueError("give num_heads >= 1 or num_head_channels > 0")
 

@@ -30,7 +30,7 @@ from .errors import CheckpointError
 from .adm import ADMConfig, ADMUNet
 from .ddpm import DDPMConfig, DDPMUNet
 
-__all__ = ["load", "save", "metadata", "default_model", "Loaded", "CheckpointError", "infer_adm_config",
+__all__ = ["load", "load_weights", "save", "metadata", "default_model", "Loaded", "CheckpointError", "infer_adm_config",
            "infer_ddpm_config"]
 
 PathLike = Union[str, os.PathLike]
@@ -287,7 +287,9 @@ def _checked_model(arch: str, config: Optional[dict], sd: Dict[str, torch.Tensor
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: configuration {_first_line(exc)}") from None
     _check_state(skeleton, sd, path)
-    return _load_strict(_build(arch, config), sd, path)
+    # the weights come from the file: memory without a random initialisation, so loading draws nothing from torch's
+    # generator (a caller's seeded stream is the same with or without a model loaded)
+    return _load_strict(skeleton.to_empty(device="cpu"), sd, path)
 
 
 def _build(arch: str, config: dict) -> nn.Module:
@@ -353,6 +355,22 @@ def load(path: PathLike, *, arch: Optional[str] = None, config: Optional[dict] =
             raise ValueError("dtype: half-precision conversion is offered for ADM models; use autocast for others")
         model.to_dtype(dtype)
     return Loaded(model.to(device), betas)
+
+
+def load_weights(model: nn.Module, path: PathLike, ema: bool = True) -> nn.Module:
+    """``model`` with the weights of the checkpoint at ``path`` (a ``.pt``/``.ckpt`` loaded with
+    ``weights_only``, or ``.safetensors``; the containers training scripts save unwrapped), loaded strictly: a
+    file whose keys or shapes differ is a one-line :class:`CheckpointError` naming what. Returns ``model`` in
+    eval mode."""
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        raise CheckpointError(f"model file not found: {path}")
+    try:
+        check_regular(path, "model file")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    obj, _ = _read_tensors(path)
+    return _load_strict(model, _unwrap(obj, path, ema), path).eval()
 
 
 def save(model: nn.Module, path: PathLike, betas: torch.Tensor, **info) -> None:

@@ -244,3 +244,14 @@ def test_a_diffusers_folder_loads_without_a_word_on_stderr(tmp_path):
     p = subprocess.run([sys.executable, "-c", "import sys; from ddrm_fast.models import load; load(sys.argv[1])",
                         str(tmp_path / "m")], capture_output=True, text=True)
     assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+
+
+def test_loading_a_model_draws_nothing_from_the_generator(tmp_path):
+    # the weights come from the file: a seeded stream continues the same with or without a model loaded (the
+    # original runner's draws follow its own model's construction, not the loader's)
+    torch.manual_seed(7)
+    want = torch.rand(4)
+    torch.manual_seed(7)
+    model, _ = default_model()
+    torch.testing.assert_close(torch.rand(4), want, rtol=0, atol=0)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
