@@ -1,5 +1,7 @@
-"""`ddrm-fast original`: the original runner's command line reproduces the original's protocol through compat (the
-same draws in the same order), on tiny images, with the embedded model and with random-weight ADMs."""
+"""`ddrm-fast original`: the original runner's own command lines reproduce the files the original wrote
+(tests/data/runner, the original's outputs on small checkpoints of both model families and a classifier-guided
+config), on the CPU and the reference backends; and the protocol written out by hand, with the embedded model, over
+a folder of the user's."""
 import json
 import os
 import subprocess
@@ -53,7 +55,8 @@ def _original(tmp_path, *args):
 
 def _by_hand(tmp_path, deg, sigma_0, seed, steps, model):
     """The original runner's protocol written out (runners/diffusion.py, sample_sequence), on compat's reference
-    loop: (restored uint8 images by index, mean PSNR)."""
+    loop: the images in the order of its DataLoader seeded with ``seed``, (restored uint8 images by index, mean
+    PSNR)."""
     torch.manual_seed(seed)
     if deg == "inp":
         missing_r = torch.randperm(32**2)[: 32**2 // 2].long() * 3
@@ -61,10 +64,12 @@ def _by_hand(tmp_path, deg, sigma_0, seed, steps, model):
     else:
         H = compat.SuperResolution(3, 32, 4, "cpu")
     names = sorted(os.listdir(tmp_path / "in"))
-    out, psnrs = {}, []
-    for start in range(0, len(names), 2):
-        x = torch.stack([torch.from_numpy(np.asarray(Image.open(tmp_path / "in" / n).convert("RGB")).copy())
-                         .permute(2, 0, 1).float() / 255 for n in names[start:start + 2]]) * 2 - 1
+    order = torch.utils.data.DataLoader(list(range(len(names))), batch_size=2, shuffle=True,
+                                        generator=torch.Generator().manual_seed(seed))
+    out, psnrs, idx = {}, [], 0
+    for batch in order:
+        x = torch.stack([torch.from_numpy(np.asarray(Image.open(tmp_path / "in" / names[i]).convert("RGB")).copy())
+                         .permute(2, 0, 1).float() / 255 for i in batch]) * 2 - 1
         y_0 = H.H(x)
         y_0 = y_0 + 2 * sigma_0 * torch.randn_like(y_0)
         x_T = torch.randn(*x.shape)
@@ -72,8 +77,9 @@ def _by_hand(tmp_path, deg, sigma_0, seed, steps, model):
                                                    2 * sigma_0, etaB=1.0, etaA=0.85, etaC=0.85, backend="reference")
         for j in range(x.shape[0]):
             res = ((xs[-1][j] + 1) / 2).clamp(0, 1)
-            out[start + j] = res.mul(255).add(0.5).clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
+            out[idx + j] = res.mul(255).add(0.5).clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
             psnrs.append(float(10 * torch.log10(1 / torch.mean((res - (x[j] + 1) / 2) ** 2))))
+        idx += x.shape[0]
     return out, sum(psnrs) / len(psnrs)
 
 
@@ -92,40 +98,15 @@ def test_the_runner_reproduces_the_original_protocol_with_the_embedded_model(wor
     assert f"Total Average PSNR: {mean_psnr:.2f}" in stdout and "Number of samples: 3" in stdout
 
 
-def test_a_class_conditional_adm_takes_its_labels(work):
+def test_a_class_conditional_model_without_its_classifier_is_refused(work):
     torch.manual_seed(0)
     adm = ADMUNet(dict(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(), num_classes=3,
                        num_head_channels=32)).eval()
-    with torch.no_grad():
-        adm.out[-1].weight.normal_(0, 0.05)
     save(adm, work / "cond.safetensors", linear_betas())
     (work / "cfg.yml").write_text(CONFIG.format(cond="true"))
-    (work / "labels.json").write_text(json.dumps({"img0.png": 0, "img1.png": 2, "img2.png": 1}))
     code, _, stderr = _original(work, "--deg", "sr4", "--sigma_0", 0.05, "--timesteps", 3, "--model",
                                 work / "cond.safetensors")
-    assert code == 2 and "class-conditional (3 classes): give --class-label or --labels" in stderr
-    code, stdout, stderr = _original(work, "--deg", "sr4", "--sigma_0", 0.05, "--timesteps", 3, "--seed", 3,
-                                     "--model", work / "cond.safetensors", "--labels", work / "labels.json")
-    assert code == 0, stderr
-    want, torch_labels = {}, {0: [0, 2], 2: [1]}  # the labels of each batch, in name order
-    torch.manual_seed(3)
-    H = compat.SuperResolution(3, 32, 4, "cpu")
-    names = sorted(os.listdir(work / "in"))
-    for start in (0, 2):
-        x = torch.stack([torch.from_numpy(np.asarray(Image.open(work / "in" / n)).copy()).permute(2, 0, 1).float()
-                         / 255 for n in names[start:start + 2]]) * 2 - 1
-        y_0 = H.H(x)
-        y_0 = y_0 + 0.1 * torch.randn_like(y_0)
-        classes = torch.tensor(torch_labels[start])
-        xs, _ = compat.efficient_generalized_steps(torch.randn(*x.shape), range(0, 1000, 333),
-                                                   lambda x_t, t: adm(x_t, t, classes), linear_betas(), H, y_0, 0.1,
-                                                   etaB=1.0, etaA=0.85, etaC=0.85, backend="reference")
-        for j in range(x.shape[0]):
-            want[start + j] = ((xs[-1][j] + 1) / 2).clamp(0, 1).mul(255).add(0.5).permute(1, 2, 0).to(torch.uint8)
-    folder = work / "exp" / "image_samples" / "images"
-    for i, pixels in want.items():
-        got = np.asarray(Image.open(folder / f"{i}_-1.png")).astype(int)
-        assert np.abs(got - pixels.numpy().astype(int)).max() <= 1, i
+    assert code == 2 and "the original guides a class-conditional model with its classifier" in stderr, stderr
 
 
 def test_the_runner_touches_only_its_own_files(work):
@@ -140,6 +121,57 @@ def test_the_runner_touches_only_its_own_files(work):
     for args, words in ((["--deg", "sr3x"], "--deg 'sr3x': not a degradation of the original runner"),
                         (["--deg", "inp_lolcat"], "--deg inp_lolcat needs its mask file (--mask)"),
                         (["--deg", "sr4", "--model", work / "none.pt"], "model file not found"),
-                        (["--deg", "sr4"], "no model: give --model")):
+                        (["--deg", "sr4"], "the model section does not say what network to build")):
         code, _, stderr = _original(work, *args, "--sigma_0", 0.05, "-i", "other")
         assert code == 2 and len(stderr.splitlines()) == 1 and words in stderr, (args, stderr)
+
+
+# --- the original's own command lines against the files the original wrote ---------------------------------------
+RUNNER = os.path.join(os.path.dirname(__file__), "data", "runner")
+RUNS = json.load(open(os.path.join(RUNNER, "manifest.json")))["runs"]
+
+
+def _fixture_copy(dest):
+    """The fixture folder as the original found it: configs, checkpoints, data sets, without the outputs."""
+    import shutil
+
+    def outputs(folder, names):  # the original's printed logs and written images are what the test compares with
+        return [n for n in names if (folder == RUNNER and n == "logs")
+                or (folder == os.path.join(RUNNER, "exp") and n == "image_samples")]
+
+    shutil.copytree(RUNNER, dest, ignore=outputs)
+    return dest
+
+
+def _pixels(path):
+    return np.asarray(Image.open(path)).astype(int)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_the_original_command_lines_write_the_original_files(tmp_path, backend):
+    """Each run of the fixture, its argv unchanged (no --input-dir, no --model: the data sets, checkpoints and
+    classifier are read where the original reads them): the same file set, orig_* and y0_* equal to the pixel, the
+    restorations within one gray level, the printed PSNR within 0.01 dB."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    work = _fixture_copy(tmp_path / "runner")
+
+    def run(r):
+        p = subprocess.run([sys.executable, "-m", "ddrm_fast", "original", *r["argv"], "--backend", backend,
+                            "--no-progress"], cwd=work, capture_output=True, text=True, timeout=900,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return r, p
+
+    with ThreadPoolExecutor(2) as pool:  # two runs at a time, a core each
+        results = list(pool.map(run, RUNS))
+    for r, p in results:
+        assert p.returncode == 0 and "Traceback" not in p.stderr, (r["name"], p.stderr[-2000:])
+        ours, theirs = work / r["output_dir"], os.path.join(RUNNER, r["output_dir"])
+        assert sorted(os.listdir(ours)) == sorted(r["files_sha256"]), r["name"]
+        for name in r["files_sha256"]:
+            diff = np.abs(_pixels(ours / name) - _pixels(os.path.join(theirs, name))).max()
+            assert diff <= (1 if name.endswith("_-1.png") else 0), (r["name"], name, diff)
+        printed = [line for line in p.stdout.splitlines() if line.startswith("Total Average PSNR: ")]
+        assert len(printed) == 1 and abs(float(printed[0].split(": ")[1]) - r["total_average_psnr"]) <= 0.01, (
+            r["name"], printed)
+        assert f"Number of samples: {r['number_of_samples']}" in p.stdout

@@ -1,15 +1,15 @@
-"""`ddrm-fast original`: the original DDRM runner's command line (its main.py) as a drop-in, over a folder of images.
+"""`ddrm-fast original`: the original DDRM runner's command line (its main.py), as a drop-in that writes its files.
 
-It takes the original's flags (``--config`` yml with its data / model / diffusion / sampling sections, ``--deg``,
-``--sigma_0``, ``--timesteps``, ``--eta``, ``--etaB``, ``--subset_start``/``--subset_end``, ``-i``, ``--exp``,
-``--seed``), runs :func:`ddrm_fast.compat.efficient_generalized_steps` (the original's operators and random draws, on
-the fused kernels), writes the original's files into ``EXP/image_samples/IMAGE_FOLDER`` (``orig_{idx}.png``,
-``y0_{idx}.png``, ``{idx}_-1.png``) and prints its average PSNR. For a given seed, model and images in the same
-order and batches, the numbers are the original's. What differs, on purpose: the images come from ``--input-dir``
-(sorted by name) instead of the original's data-set classes; nothing is downloaded (``--model``, or the checkpoint
-where the original keeps it); an existing output folder is never deleted (only files this command wrote are
-overwritten); a class-conditional model takes ``--class-label`` or ``--labels`` (the config's classifier guidance is
-not applied).
+The original's own command runs unchanged: ``--config`` (a path, or a name in ./configs/), ``--doc``, ``--exp``,
+``-i``, ``--ni``, ``--deg``, ``--sigma_0``, ``--timesteps``, ``--eta``, ``--etaB``, ``--subset_start/--subset_end``,
+``--seed``. As the original does, it seeds torch before it builds the config's network (and, for a class-conditional
+one, its classifier) from the checkpoints under ``EXP/logs``, reads the config's data set under ``EXP/datasets`` in
+the order of its seeded DataLoader (:mod:`ddrm_fast.compat.datasets`), degrades with the original's operators and
+draws (:mod:`ddrm_fast.compat`), samples with classifier guidance where the original does, and writes
+``orig_{idx}.png``, ``y0_{idx}.png`` and ``{idx}_-1.png`` into ``EXP/image_samples/IMAGE_FOLDER`` with the printed
+"Total Average PSNR". Added, not in the original: ``--input-dir`` (a folder of images instead of the data set),
+``--model``/``--classifier`` (other checkpoints, or ``embedded``), ``--labels``/``--class-label``, ``--device``,
+``--backend``. Differences on purpose: README, "The original runner".
 """
 from __future__ import annotations
 
@@ -17,20 +17,20 @@ import json
 import os
 import sys
 from types import SimpleNamespace
-from typing import Dict, List, Optional
+from typing import List, Tuple
 
 import numpy as np
 import torch
 
 from .. import compat
-from ..batch import IMAGE_EXTENSIONS
+from ..compat import datasets, networks
 from ..files import FolderLock, open_regular, read_npy, refuse_foreign
-from ..imageio import open_image, upright, write_png_uint8
+from ..imageio import write_png_uint8
 from ..sampler import BACKENDS
 from .args import device_arg, nonnegative_int, positive_int, unit_float
 from .options import choose_device
 
-__all__ = ["add_parser", "main", "load_config", "preprocess"]
+__all__ = ["add_parser", "main", "load_config"]
 
 
 def add_parser(sub) -> None:
@@ -49,11 +49,17 @@ def add_parser(sub) -> None:
     p.add_argument("--exp", default="exp", help="the original's experiment folder (outputs, and checkpoints in "
                                                 "EXP/logs/ when --model is not given)")
     p.add_argument("--seed", type=nonnegative_int, default=1234)
-    p.add_argument("--input-dir", required=True, help="the images to restore (instead of the original's data sets)")
-    p.add_argument("--mask", help="the mask file of inp_lolcat / inp_lorem (.npy of image_size^2 values, 0 = missing)")
+    p.add_argument("--input-dir", help="restore this folder's images instead of the config's data set (an "
+                                       "ImageFolder: class folders, or the images themselves, class 0)")
+    p.add_argument("--mask", help="the mask file of inp_lolcat / inp_lorem (.npy of image_size^2 values, 0 = missing; "
+                                  "default: where the original reads it, inp_masks/)")
     p.add_argument("--model", help="checkpoint path, or 'embedded' (default: where the original keeps it in EXP/logs)")
-    p.add_argument("--class-label", type=nonnegative_int, default=None, help="the class of a class-conditional model")
-    p.add_argument("--labels", help="CSV (name,label) or JSON {name: label} with a class per image")
+    p.add_argument("--classifier", help="the classifier checkpoint of a class-conditional model (default: where the "
+                                        "original keeps it in EXP/logs)")
+    p.add_argument("--class-label", type=nonnegative_int, default=None,
+                   help="one class for every image (instead of the data set's)")
+    p.add_argument("--labels", help="CSV (name,label) or JSON {name: label}: a class per image file name (instead of "
+                                    "the data set's)")
     p.add_argument("--device", type=device_arg, default=None)
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--no-progress", action="store_true")
@@ -68,8 +74,8 @@ def _namespace(d: dict) -> SimpleNamespace:
     return SimpleNamespace(**{k: _namespace(v) if isinstance(v, dict) else v for k, v in d.items()})
 
 
-def load_config(path: str) -> SimpleNamespace:
-    """The original's yml config, checked for the fields this command reads."""
+def load_config(path: str) -> Tuple[SimpleNamespace, str]:
+    """(the original's yml config, checked for the fields this command reads; the path it was read from)."""
     import yaml
 
     if not os.path.lexists(path) and os.path.lexists(os.path.join("configs", path)):
@@ -93,96 +99,57 @@ def load_config(path: str) -> SimpleNamespace:
                         ("sampling.batch_size", cfg.sampling.batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"--config {path}: {name} must be a positive integer, got {value!r}")
-    return cfg
+    return cfg, path
 
 
-def _model(args, cfg, device):
-    """(model(x, t, labels), betas) from --model, or from where the original keeps its checkpoints."""
+def _networks(args, cfg, device):
+    """(model(x, t[, y]), betas, cls_fn or None). Built as the original builds them (advancing torch's generator the
+    same way) unless --model names a checkpoint the config does not describe, or 'embedded'."""
     from ..models import ADMUNet, default_model, load
     from ..schedules import runner_betas
 
     d = cfg.diffusion
     betas = runner_betas(d.beta_schedule, d.beta_start, d.beta_end, d.num_diffusion_timesteps)
-    path = args.model
-    if path is None:
-        s = cfg.data.image_size
-        if cfg.model.type == "simple":
-            path = os.path.join(args.exp, "logs", "celeba", "celeba_hq.ckpt")
-        elif getattr(cfg.model, "class_cond", False):
-            path = os.path.join(args.exp, "logs", "imagenet", f"{s}x{s}_diffusion.pt")
-        else:
-            path = os.path.join(args.exp, "logs", "imagenet", "256x256_diffusion_uncond.pt")
-        if not os.path.lexists(path):
-            raise ValueError(f"no model: give --model (a checkpoint, or 'embedded'); the original's would be {path}")
-    if path == "embedded":
+    model_path, classifier_path = networks.checkpoint_paths(cfg, args.exp)
+    if args.model == "embedded":
         model = default_model(device).model
+    elif networks.model_complete(cfg):
+        model = networks.load_network(networks.build_model(cfg), args.model or model_path)
+    elif args.model is not None:
+        heads = dict(num_heads=getattr(cfg.model, "num_heads", 4),
+                     num_head_channels=getattr(cfg.model, "num_head_channels", 64))
+        model = load(args.model, schedule=betas, **heads).model
     else:
-        heads = dict(num_heads=getattr(cfg.model, "num_heads", 4), num_head_channels=getattr(cfg.model,
-                                                                                             "num_head_channels", 64))
-        fp16 = getattr(cfg.model, "use_fp16", False) and device.type == "cuda"
-        model = load(path, device=device, schedule=betas, dtype=torch.float16 if fp16 else None, **heads).model
-    classes = model.config.num_classes if isinstance(model, ADMUNet) else None
-    if classes is None and (args.class_label is not None or args.labels is not None):
-        raise ValueError("--class-label and --labels are for class-conditional models; this one is not")
-    if classes is not None and args.class_label is None and args.labels is None:
-        raise ValueError(f"the model is class-conditional ({classes} classes): give --class-label or --labels")
-    return model, betas, classes
+        raise ValueError("--config: the model section does not say what network to build (create_model needs "
+                         "image_size, num_channels, num_res_blocks); give them, or --model")
+    cls_fn = None
+    if isinstance(model, ADMUNet) and model.config.num_classes is not None:  # the original guides it, always
+        classifier = networks.load_network(networks.build_classifier(cfg), args.classifier or classifier_path)
+        cls_fn = networks.classifier_guidance(classifier.to(device),
+                                              float(getattr(cfg.classifier, "classifier_scale", 1.0)))
+    if getattr(cfg.model, "use_fp16", False) and isinstance(model, ADMUNet) and device.type == "cuda":
+        model.to_dtype(torch.float16)  # guided-diffusion's convert_to_fp16; on the CPU the drop-in stays float32
+    return model.to(device).eval(), betas, cls_fn
 
 
-def _labels(args, names: List[str], classes: Optional[int]) -> Optional[Dict[str, int]]:
-    """name -> class label, for a class-conditional model."""
-    if classes is None:
-        return None
+def _labels(args, images: List[Tuple[str, int]]) -> List[int]:
+    """The class of every image: the data set's, or --class-label / --labels (by file name) instead."""
+    if args.class_label is not None:
+        return [args.class_label] * len(images)
     if args.labels is None:
-        table = {n: args.class_label for n in names}
-    else:
-        with open_regular(args.labels, "--labels", "r") as f:
-            text = f.read()
-        try:
-            table = json.loads(text) if args.labels.lower().endswith(".json") else dict(
-                (row.split(",")[0].strip(), int(row.split(",")[1])) for row in text.splitlines()[1:] if row.strip())
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"--labels {args.labels}: unreadable ({exc})") from None
-    bad = [n for n in names if not isinstance(table.get(n), int) or not 0 <= table[n] < classes]
+        return [label for _, label in images]
+    with open_regular(args.labels, "--labels", "r") as f:
+        text = f.read()
+    try:
+        table = json.loads(text) if args.labels.lower().endswith(".json") else dict(
+            (row.split(",")[0].strip(), int(row.split(",")[1])) for row in text.splitlines()[1:] if row.strip())
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"--labels {args.labels}: unreadable ({exc})") from None
+    names = [os.path.basename(path) for path, _ in images]
+    bad = [n for n in names if not isinstance(table.get(n), int) or isinstance(table.get(n), bool)]
     if bad:
-        raise ValueError(f"--labels: no class label in 0..{classes - 1} for {', '.join(bad[:3])}")
-    return {n: table[n] for n in names}
-
-
-# --- the images -----------------------------------------------------------------------------------------------------
-def preprocess(path: str, cfg) -> torch.Tensor:
-    """An image as the original's data set hands it over: (C, S, S) in [0, 1]. ImageNet: halved by BOX while twice the
-    size, bicubic to S on the short side, centre crop (guided-diffusion's center_crop_arr); CelebA_HQ / FFHQ: bilinear
-    to S x S; LSUN: bilinear to S on the short side, centre crop; any other data set: the image must be S x S."""
-    from PIL import Image
-
-    s = cfg.data.image_size
-    with open_image(path) as im:  # a regular file, its header's size checked before decoding
-        im = upright(im).convert("RGB" if cfg.data.channels == 3 else "L")
-    dataset = cfg.data.dataset
-    if dataset == "ImageNet":
-        while min(*im.size) >= 2 * s:
-            im = im.resize(tuple(x // 2 for x in im.size), resample=Image.BOX)
-        scale = s / min(*im.size)
-        im = im.resize(tuple(round(x * scale) for x in im.size), resample=Image.BICUBIC)
-        a = np.asarray(im)
-        top, left = (a.shape[0] - s) // 2, (a.shape[1] - s) // 2
-        a = a[top:top + s, left:left + s]
-    else:
-        if dataset in ("CelebA_HQ", "FFHQ"):
-            im = im.resize((s, s), resample=Image.BILINEAR)
-        elif dataset == "LSUN":
-            w, h = im.size
-            short = s if w <= h else int(s * w / h)
-            im = im.resize((short, int(s * h / w)) if w <= h else (short, s), resample=Image.BILINEAR)
-            left, top = int(round((im.size[0] - s) / 2.0)), int(round((im.size[1] - s) / 2.0))
-            im = im.crop((left, top, left + s, top + s))
-        a = np.asarray(im)
-        if a.shape[:2] != (s, s):
-            raise ValueError(f"image {path}: {a.shape[1]}x{a.shape[0]}, the config's data set {dataset!r} needs "
-                             f"{s}x{s}")
-    a = a[..., None] if a.ndim == 2 else a
-    return torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255
+        raise ValueError(f"--labels: no class label for {', '.join(bad[:3])}")
+    return [table[n] for n in names]
 
 
 def _quantise(x01: torch.Tensor) -> np.ndarray:
@@ -192,16 +159,15 @@ def _quantise(x01: torch.Tensor) -> np.ndarray:
 
 
 # --- the run ----------------------------------------------------------------------------------------------------------
-def _subset(args) -> List[str]:
-    if not os.path.isdir(args.input_dir):
-        raise ValueError(f"--input-dir {args.input_dir}: no such folder")
-    names = sorted(n for n in os.listdir(args.input_dir) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
-    if args.subset_start >= 0 and args.subset_end > 0:
+def _subset(args, count: int) -> None:
+    """The original's --subset_start/--subset_end checks; without them the indices count from 0."""
+    if args.subset_start >= 0:
         if args.subset_end <= args.subset_start:
             raise ValueError(f"--subset_end ({args.subset_end}) must exceed --subset_start ({args.subset_start})")
-        return names[args.subset_start:args.subset_end]
-    args.subset_start = 0
-    return names
+        if args.subset_end > count:
+            raise ValueError(f"--subset_end ({args.subset_end}) is past the data set's {count} images")
+    else:
+        args.subset_start, args.subset_end = 0, count
 
 
 def _outputs(folder: str, start: int, count: int) -> List[str]:
@@ -229,29 +195,35 @@ def _measure(H, deg: str, x: torch.Tensor, sigma_0: float, cfg):
     return y_0, pinv
 
 
+#: the mask files the original reads (relative to its working directory) for inp_lolcat and inp_lorem
+_MASKS = {"inp_lolcat": os.path.join("inp_masks", "lolcat_extra.npy"), "inp_lorem": os.path.join("inp_masks", "lorem3.npy")}
+
+
 def main(args) -> int:
-    cfg = load_config(args.config)
-    compat.check_runner_degradation(args.deg, args.mask is not None)
-    names = _subset(args)
+    cfg, config_path = load_config(args.config)
+    networks.check_config(cfg, config_path)
+    mask_path = args.mask or (_MASKS.get(args.deg) if os.path.lexists(_MASKS.get(args.deg, "")) else None)
+    compat.check_runner_degradation(args.deg, mask_path is not None)
     device = choose_device(args.device)
+    images = datasets.runner_images(cfg, args.exp, args.input_dir)
+    print(f"Dataset has size {len(images)}")
+    _subset(args, len(images))
     folder = os.path.join(args.exp, "image_samples", args.image_folder)
-    _outputs(folder, args.subset_start, len(names))
-    model, betas, classes = _model(args, cfg, device)
-    labels = _labels(args, names, classes)
-    mask = None
-    if args.mask is not None:
-        mask = torch.from_numpy(read_npy(args.mask, "--mask", cfg.data.image_size**2))
-    torch.manual_seed(args.seed)  # as the original: every draw below comes from the global generators
+    _outputs(folder, args.subset_start, args.subset_end - args.subset_start)
+    torch.manual_seed(args.seed)  # as the original: before its networks are built, which draw from it
     np.random.seed(args.seed % 2**32)
+    model, betas, cls_fn = _networks(args, cfg, device)
+    labels = _labels(args, images)
+    mask = None if mask_path is None else torch.from_numpy(read_npy(mask_path, "--mask", cfg.data.image_size**2))
     H = compat.runner_operator(args.deg, cfg.data.channels, cfg.data.image_size, device, mask)
+    batches = datasets.loader_batches(len(images), cfg.sampling.batch_size, args.seed, args.subset_start,
+                                      args.subset_end)
     sigma_0 = 2 * args.sigma_0  # [0, 1] pixel units -> [-1, 1]
-    seq = range(0, betas.numel(), betas.numel() // args.timesteps)
-    print(f"Dataset has size {len(names)}")
     print(f"Start from {args.subset_start}")
+    job = _Job(args, cfg, H, model, cls_fn, betas.to(device), sigma_0, folder, device)
     with FolderLock(folder):
-        _outputs(folder, args.subset_start, len(names))
-        total, count, failed = _run(args, cfg, H, model, betas.to(device), seq, sigma_0, names, labels, folder,
-                                    device)
+        _outputs(folder, args.subset_start, args.subset_end - args.subset_start)
+        total, count, failed = job.run(images, labels, batches)
     if count:
         print("Total Average PSNR: %.2f" % (total / count))
     print("Number of samples: %d" % count)
@@ -259,44 +231,55 @@ def main(args) -> int:
     return 1 if failed else 0
 
 
-def _run(args, cfg, H, model, betas, seq, sigma_0, names, labels, folder, device):
-    """The original's loop over batches: measure, save orig/y0, sample, save the result, add its PSNR."""
-    from tqdm.auto import tqdm
+class _Job:
+    """The original's loop over the loader's batches: measure, save orig/y0, sample, save the result, add its PSNR."""
 
-    total, count, failed, idx = 0.0, 0, 0, args.subset_start
-    bs = cfg.sampling.batch_size
-    bar = tqdm(range(0, len(names), bs), disable=args.no_progress, desc="original")
-    for start in bar:
-        batch = names[start:start + bs]
-        images = []
-        for n in batch:
-            try:
-                images.append(preprocess(os.path.join(args.input_dir, n), cfg))
-            except Exception as exc:  # noqa: BLE001 - a bad image is reported and left out of its batch
-                print(f"ddrm-fast: {n}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                      file=sys.stderr)
-                failed += 1
-        if not images:
-            continue
-        x_orig = torch.stack(images).to(device) * 2 - 1  # data_transform: rescaled to [-1, 1]
-        y_0, pinv = _measure(H, args.deg, x_orig, sigma_0, cfg)
-        x = torch.randn(*x_orig.shape, device=device)
-        net = model
-        if labels is not None:
-            y_cls = torch.tensor([labels[n] for n in batch[:len(images)]], device=device)
-            net = lambda x_t, t: model(x_t, t, y_cls)  # noqa: E731
-        xs, _ = compat.efficient_generalized_steps(x, seq, net, betas, H, y_0, sigma_0, etaB=args.etaB, etaA=args.eta,
-                                                   etaC=args.eta, backend=args.backend)
-        for j in range(len(images)):
-            info = {"kind": "original", "seed": args.seed, "deg": args.deg}
-            write_png_uint8(_quantise(((pinv[j] + 1) / 2).clamp(0, 1)), os.path.join(folder, f"y0_{idx + j}.png"), info)
-            write_png_uint8(_quantise(((x_orig[j] + 1) / 2).clamp(0, 1)), os.path.join(folder, f"orig_{idx + j}.png"),
+    def __init__(self, args, cfg, H, model, cls_fn, betas, sigma_0, folder, device):
+        self.args, self.cfg, self.H, self.model, self.cls_fn = args, cfg, H, model, cls_fn
+        self.betas, self.sigma_0, self.folder, self.device = betas, sigma_0, folder, device
+        self.seq = range(0, betas.numel(), betas.numel() // args.timesteps)
+
+    def run(self, images, labels, batches):
+        from tqdm.auto import tqdm
+
+        total, count, failed, idx = 0.0, 0, 0, self.args.subset_start
+        bar = tqdm(batches, disable=self.args.no_progress, desc="original")
+        for batch in bar:
+            loaded, kept = [], []
+            for i in batch:
+                try:
+                    loaded.append(datasets.preprocess(images[i][0], self.cfg))
+                    kept.append(i)
+                except Exception as exc:  # noqa: BLE001 - a bad image is reported and left out of its batch
+                    print(f"ddrm-fast: {images[i][0]}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                          file=sys.stderr)
+                    failed += 1
+            if not loaded:
+                continue
+            total += self._batch(torch.stack(loaded).to(self.device), torch.tensor([labels[i] for i in kept]), idx)
+            idx += len(loaded)
+            count += len(loaded)
+            bar.set_description("PSNR: %.2f" % (total / count))
+        return total, count, failed
+
+    def _batch(self, x01: torch.Tensor, classes: torch.Tensor, idx: int) -> float:
+        x_orig = x01 * 2 - 1  # data_transform: rescaled to [-1, 1]
+        y_0, pinv = _measure(self.H, self.args.deg, x_orig, self.sigma_0, self.cfg)
+        info = {"kind": "original", "seed": self.args.seed, "deg": self.args.deg}
+        for j in range(x_orig.shape[0]):  # the original writes these before it samples
+            write_png_uint8(_quantise(((pinv[j] + 1) / 2).clamp(0, 1)), os.path.join(self.folder, f"y0_{idx + j}.png"),
                             info)
+            write_png_uint8(_quantise(((x_orig[j] + 1) / 2).clamp(0, 1)),
+                            os.path.join(self.folder, f"orig_{idx + j}.png"), info)
+        x = torch.randn(*x_orig.shape, device=self.device)
+        classes = classes.to(self.device)
+        xs, _ = compat.efficient_generalized_steps(x, self.seq, self.model, self.betas, self.H, y_0, self.sigma_0,
+                                                   etaB=self.args.etaB, etaA=self.args.eta, etaC=self.args.eta,
+                                                   cls_fn=self.cls_fn, classes=classes, backend=self.args.backend)
+        total = 0.0
+        for j in range(x_orig.shape[0]):
             out = ((xs[-1][j] + 1) / 2).clamp(0, 1)
-            write_png_uint8(_quantise(out.clone()), os.path.join(folder, f"{idx + j}_-1.png"), info)
+            write_png_uint8(_quantise(out.clone()), os.path.join(self.folder, f"{idx + j}_-1.png"), info)
             mse = torch.mean((out - (x_orig[j] + 1) / 2) ** 2)
             total += float(10 * torch.log10(1 / mse))
-        idx += len(images)
-        count += len(images)
-        bar.set_description("PSNR: %.2f" % (total / count))
-    return total, count, failed
+        return total

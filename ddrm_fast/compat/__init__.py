@@ -14,8 +14,9 @@ Quirks kept on purpose (the ``ddrm_fast.operators`` classes are the correct vers
 - SVD signs are torch's (U = -1 for SuperResolution and Colorization).
 
 One concern a module: ``functions.py`` (the ``H_functions`` classes), ``sampling.py`` (the sampling loop),
-``noise.py`` (the original's draws for ``ddrm_sample(noise="compat")``), ``runner.py`` (the runner's ``--deg``
-table).
+``noise.py`` (the original's draws for ``ddrm_sample(noise="compat")``), and the runner's pieces for ``ddrm-fast
+original``: ``runner.py`` (its ``--deg`` table), ``networks.py`` (its networks and classifier guidance, built as it
+builds them), ``datasets.py`` (its data sets, their order and preprocessing).
 """
 from .functions import (Colorization, Deblurring, Deblurring2D, Denoising, GeneralH, H_functions, Inpainting, SRConv,
                         SuperResolution, WalshHadamardCS)
