@@ -428,7 +428,10 @@ def test_a_second_job_on_the_same_output_folder_is_refused_while_the_first_runs(
     inp = _dataset(tmp_path / "in", n=6)
     out = tmp_path / "out"
     model = _tiny_model(tmp_path)
-    first = subprocess.Popen(_cmd(inp, out, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # 200 steps an image: the first job is still running when the second has started up (a fast machine restored
+    # all six images with 20 steps before a second Python process had imported torch)
+    first = subprocess.Popen(_cmd(inp, out, model, "--steps", "200"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and any(n.startswith("img") for n in os.listdir(out))):
         time.sleep(0.01)
