@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._config import resolve_config
+from .adm import half_group_norm, half_norm_applies
 
 __all__ = ["DDPMConfig", "DDPMUNet", "DDPM_PRESETS", "ddpm_timestep_embedding"]
 
@@ -73,8 +74,16 @@ def ddpm_timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return F.pad(emb, (0, 1)) if dim % 2 else emb
 
 
+class _Norm(nn.GroupNorm):
+    """The DDIM code's GroupNorm(32, eps 1e-6); half-precision CPU activations take the mixed-dtype kernel (the
+    float32 statistics, without upcasting the tensor)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return half_group_norm(x, self) if half_norm_applies(x) else super().forward(x)
+
+
 def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, channels, eps=1e-6)
+    return _Norm(32, channels, eps=1e-6)
 
 
 class ResnetBlock(nn.Module):
