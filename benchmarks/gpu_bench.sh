@@ -6,6 +6,8 @@
 #   b64       the fast modes at batch 64, memory                               (target: <= 3 images/sample beyond it)
 #   compile   compiled_bf16 at batch 8 in each graph-compatible compile mode   (picks the default by measurement)
 #   dataset   256 images of 256x256 restored from a folder at batch 1, 8, 32  (target: < 5% outside the sampler)
+#   auto      float32 eager against the automatic choice (ddrm_fast.speed.auto), batch 1 and 8, with PSNR
+#             (target: end to end >= 2x, within 0.05 dB)
 set -uo pipefail
 OUT=${OUT:-gpu_logs}; mkdir -p "$OUT"
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
@@ -24,6 +26,7 @@ for stage in "$@"; do
         python3 benchmarks/bench_batch.py --device cuda --images 256 --size 256 --batch 1,8,32 $speed \
           --out "$OUT/batch.md" 2>&1 | tail -8
       done ;;
-    *) echo "unknown stage $stage (e2e, b32, b64, compile, dataset)"; exit 2 ;;
+    auto) $bench --batch 1,8 --modes reference,fused,auto --out "$OUT/auto" 2>&1 | tail -8 ;;
+    *) echo "unknown stage $stage (e2e, b32, b64, compile, dataset, auto)"; exit 2 ;;
   esac
 done

@@ -9,7 +9,7 @@ import math
 import statistics
 import time
 import weakref
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_leaves
 
 from .imageio import write_png_uint8
 
-__all__ = ["timer", "matmul_tflops", "forward_flops", "LiveBytes", "peak_mib", "buffers_per_sample", "bar_chart"]
+__all__ = ["benchmark_model", "publish", "timer", "matmul_tflops", "forward_flops", "LiveBytes", "peak_mib", "buffers_per_sample", "bar_chart"]
 
 
 def timer(device) -> Callable[[Callable[[], object]], float]:
@@ -38,11 +38,12 @@ def timer(device) -> Callable[[Callable[[], object]], float]:
     return run
 
 
-def matmul_tflops(device, timer) -> float:
-    """The bfloat16 matrix rate of this device, measured now: square GEMMs (8192 on CUDA, 1024 on the CPU)."""
+def matmul_tflops(device, timer, dtype: torch.dtype = torch.bfloat16) -> float:
+    """The matrix rate of this device in ``dtype`` (bfloat16 by default), measured now: square GEMMs (8192 on CUDA,
+    1024 on the CPU)."""
     n, reps = (8192, 10) if device.type == "cuda" else (1024, 2)
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
 
     def gemms():
         for _ in range(reps):
@@ -153,3 +154,30 @@ def bar_chart(rows: List[dict], path: str) -> None:
         d.rectangle([width - 150, top + 18 * j, width - 138, top + 18 * j + 12], fill=colors[j % len(colors)])
         d.text((width - 132, top + 18 * j), m, fill="black")
     write_png_uint8(np.asarray(img), path, {"kind": "bench"})  # its record marks the figure as the command's own
+
+
+def benchmark_model(name: str, device):
+    """(model, betas) of the models the benchmarks run: ``small`` (the embedded model), ``adm256`` (guided-diffusion's
+    ImageNet-256 architecture with random weights, its output layer not zero so that it moves the image), or a
+    checkpoint path."""
+    from .models import ADMUNet, default_model, load
+
+    if name == "small":
+        return default_model(device)
+    if name == "adm256":
+        torch.manual_seed(0)
+        model = ADMUNet("imagenet256").to(device).eval()
+        with torch.no_grad():  # random weights: time the real architecture, output not zero
+            model.out[-1].weight.normal_(0, 1e-3)
+        return model, torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    return load(name, device=device)
+
+
+def publish(lines: List[str], path: Optional[str] = None, append: bool = False) -> str:
+    """A benchmark's table: printed, and written to ``path`` when given (appended with ``append``). Returns it."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if path:
+        with open(path, "a" if append else "w") as f:
+            f.write(text)
+    return text

@@ -257,9 +257,21 @@ def test_speed_options_reach_the_sampler(tmp_path):
     assert restore.sampler_options(args, cpu) == {"noise": "philox", "model_dtype": torch.float16,
                                                   "channels_last": False, "compile": "max-autotune-no-cudagraphs",
                                                   "cuda_graph": False, "clip_x0": True}
-    args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--no-clip-x0"])
+    args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--no-clip-x0", "--exact"])
     assert restore.sampler_options(args, cpu) == {"noise": "torch", "model_dtype": None, "channels_last": False,
                                                   "compile": False, "cuda_graph": False, "clip_x0": False}
+    # without flags: the automatic choice for the device (bfloat16 where the CPU has the instructions)
+    from ddrm_fast import speed
+
+    args = parse(["restore", "x.png", "-o", "o", "--task", "sr4"])
+    auto = speed.auto(cpu)
+    assert auto.name == ("bf16_cl" if speed.cpu_has_bf16() else "fp32_cl")
+    assert restore.sampler_options(args, cpu) == {"noise": "torch", "model_dtype": auto.model_dtype,
+                                                  "channels_last": True, "compile": False, "cuda_graph": False,
+                                                  "clip_x0": True}
+    with pytest.raises(ValueError, match="--exact runs the network in float32, eager: drop --dtype"):
+        restore.sampler_options(parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--exact", "--dtype",
+                                       "bfloat16"]), cpu)
     args = parse(["restore", "x.png", "-o", "o", "--task", "sr4", "--cuda-graph"])
     assert restore.sampler_options(args, cuda)["cuda_graph"] is True
     with pytest.raises(ValueError, match="--cuda-graph needs a CUDA device"):
@@ -670,7 +682,8 @@ def test_a_full_disk_stops_the_job_in_one_line_and_the_rerun_finishes(tmp_path, 
     filler.write_bytes(os.urandom(270_000))
     code, stdout, stderr = _job(inp, out, model)
     lines = stderr.splitlines()
-    assert code == 1 and stdout == "" and len(lines) == 1, stderr
+    assert code == 1 and len(lines) == 1, stderr
+    assert [line for line in stdout.splitlines() if not line.startswith("network on ")] == []  # no summary line
     done = len([n for n in os.listdir(out) if n.endswith(".png")])
     assert 0 < done < 6
     assert lines[0] == f"ddrm-fast: error: no space left on {out}: {done} of 6 done; free space and rerun to finish"

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
-from .. import restoration, tasks
+from .. import restoration, speed, tasks
 from ..figures import comparison_panels, write_comparison
 from ..files import DiskFull, FolderLock, LineLog, is_disk_full, read_npy, refuse_foreign, remove_own_temporaries
 from ..imageio import read_image, read_mask, write_png
@@ -48,6 +48,8 @@ class FolderJob:
     compare: bool = False
     device: Union[str, torch.device] = "cpu"
     settings: Settings = Settings()
+    #: run the network as :func:`ddrm_fast.speed.auto` chooses for each batch's task (the command line's default)
+    network_per_task: bool = False
 
     def __post_init__(self):
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -133,8 +135,11 @@ class Job:
         """Sample one group of measured items [(item, measurement)], splitting on OOM."""
         try:
             t0 = time.perf_counter()
-            x = restoration.restore(self.model, self.betas, [m for _, m in group], self.spec.settings,
-                                    self.spec.device, sampler=self.sampler)
+            settings = self.spec.settings
+            if self.spec.network_per_task:  # the batch's task decides (float32 where the network invents most)
+                settings = speed.auto(torch.device(self.spec.device), group[0][0].task).settings(settings)
+            x = restoration.restore(self.model, self.betas, [m for _, m in group], settings, self.spec.device,
+                                    sampler=self.sampler)
             seconds = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - OOM splits; anything else fails these items, the job goes on
             if is_disk_full(exc):

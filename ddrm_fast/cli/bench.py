@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import probes, restoration, sampler, tasks
+from .. import probes, restoration, sampler, speed, tasks
 from ..files import atomic_write, refuse_foreign, write_text
 from ..metrics import psnr
 from ..sampler import COMPILE_MODES, clear_graphs, ddrm_sample
@@ -33,12 +33,18 @@ MODES: Dict[str, dict] = {
     "graphs": dict(backend="auto", cuda_graph=True),
     "compiled_bf16": dict(backend="auto", model_dtype=torch.bfloat16, channels_last=True, compile=True,
                           cuda_graph=True),
+    # the command line's automatic choice for the device (ddrm_fast.speed.auto): opt in with --modes fused,auto
+    "auto": dict(backend="auto"),
 }
 CUDA_ONLY = ("graphs",)
+OPT_IN = ("auto",)
 
 
 def _options(mode: str, device, compile_mode: str) -> dict:
     opts = dict(MODES[mode])
+    if mode == "auto":
+        way = speed.auto(device)
+        opts.update(model_dtype=way.model_dtype, channels_last=way.channels_last, compile=way.compile)
     if device.type != "cuda":
         opts.pop("cuda_graph", None)
     if opts.get("compile"):
@@ -61,28 +67,15 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", type=batch_sizes, default=[1, 8], help="comma-separated batch sizes")
     p.add_argument("--size", type=positive_int, default=None, help="image side (default 256 on CUDA, 32 on the CPU)")
     p.add_argument("--steps", type=positive_int, default=20)
-    p.add_argument("--modes", default=None, help=f"comma-separated, from {', '.join(MODES)} (default: all; on the "
-                                                 f"CPU all but {', '.join(CUDA_ONLY)})")
+    p.add_argument("--modes", default=None, help=f"comma-separated, from {', '.join(MODES)} (default: all but "
+                                                 f"{', '.join(OPT_IN)}; on the CPU also but {', '.join(CUDA_ONLY)}); "
+                                                 f"auto is the command line's automatic choice")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per mode after one warm-up run")
     p.add_argument("--sigma-y", type=unit_float, default=0.05, help="[0, 1] pixel units")
     p.add_argument("--device", type=device_arg, default=None)
     p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                    help="torch.compile mode of compiled_bf16 (with CUDA graphs: default or max-autotune-no-cudagraphs)")
     p.add_argument("--out", default=None, help="folder for bench.md, bench.csv, bench.png")
-
-
-def _model(name: str, device):
-    from ..models import ADMUNet, default_model, load
-
-    if name == "small":
-        return default_model(device)
-    if name == "adm256":
-        torch.manual_seed(0)
-        model = ADMUNet("imagenet256").to(device).eval()
-        with torch.no_grad():  # random weights: time the real architecture, output not zero
-            model.out[-1].weight.normal_(0, 1e-3)
-        return model, torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
-    return load(name, device=device)
 
 
 def _clean_batch(batch: int, size: int) -> torch.Tensor:
@@ -123,7 +116,7 @@ def check_out(out: Optional[str]) -> None:
 def _modes(args, device) -> List[str]:
     """The modes to run, checked, the reference first (the others are compared with its output)."""
     if args.modes is None:
-        modes = [m for m in MODES if device.type == "cuda" or m not in CUDA_ONLY]
+        modes = [m for m in MODES if (device.type == "cuda" or m not in CUDA_ONLY) and m not in OPT_IN]
     else:
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
@@ -216,7 +209,7 @@ def run(args) -> BenchRun:
     device = choose_device(args.device)
     size = args.size or (256 if device.type == "cuda" else 32)
     modes = _modes(args, device)
-    model, betas = _model(args.model, device)
+    model, betas = probes.benchmark_model(args.model, device)
     divisor = max(restoration.model_divisor(model), tasks.task_divisor(args.task))
     if size % divisor:
         raise ValueError(f"--size {size} must be a multiple of {divisor}")

@@ -8,10 +8,11 @@ from typing import Dict, Optional
 import torch
 
 from ..restoration import Settings
+from ..speed import EXACT, PRECISE_TASKS, Way, auto
 from ..sampler import COMPILE_MODES
 
 __all__ = ["choose_device", "add_speed_arguments", "add_quality_arguments", "settings", "sampler_options",
-           "load_model", "CLIP_X0_DEFAULT"]
+           "network_way", "automatic", "announce", "load_model", "CLIP_X0_DEFAULT"]
 
 
 def choose_device(requested: Optional[torch.device], local_rank: int = 0) -> torch.device:
@@ -25,10 +26,14 @@ def choose_device(requested: Optional[torch.device], local_rank: int = 0) -> tor
 
 def add_speed_arguments(p) -> None:
     """The speed options (also used by benchmarks/bench_batch.py); :func:`sampler_options` turns them into keywords."""
-    f = p.add_argument_group("speed (GPU): the network's precision and layout, compilation, noise")
-    f.add_argument("--dtype", default="float32", choices=tuple(_DTYPES),
+    f = p.add_argument_group("speed: the network's precision and layout, compilation, noise (default: the automatic "
+                             "choice for the device, printed once)")
+    f.add_argument("--exact", action="store_true",
+                   help="run the network in float32, eager, as loaded: the original's numbers, bit for bit")
+    f.add_argument("--dtype", default=None, choices=tuple(_DTYPES),
                    help="run the network under autocast in this dtype; the DDRM update stays float32")
-    f.add_argument("--channels-last", action="store_true", help="hand the network channels_last images")
+    f.add_argument("--channels-last", action="store_true",
+                   help="hand the network channels_last images (and convert its weights once)")
     f.add_argument("--compile", action="store_true", help="run the network through torch.compile")
     f.add_argument("--compile-mode", default="default", choices=COMPILE_MODES, help="the torch.compile mode")
     f.add_argument("--cuda-graph", action="store_true",
@@ -53,16 +58,45 @@ def add_quality_arguments(p) -> None:
                         "measured better on held-out photos)")
 
 
+def automatic(args) -> bool:
+    """Whether the network's way is the automatic choice: neither ``--exact`` nor a speed flag was given."""
+    return not (args.exact or args.dtype is not None or args.channels_last or args.compile)
+
+
+def network_way(args, device: torch.device) -> Way:
+    """How the network runs: ``--exact`` (float32 eager), the speed flags when any is given, else the automatic
+    choice for ``device`` and ``--task`` (:func:`ddrm_fast.speed.auto`; a folder job chooses per batch's task)."""
+    if automatic(args):
+        return auto(device, args.task)
+    if args.exact:
+        if args.dtype is not None or args.channels_last or args.compile:
+            raise ValueError("--exact runs the network in float32, eager: drop --dtype, --channels-last and --compile")
+        return EXACT
+    return Way("flags", _DTYPES[args.dtype or "float32"], args.channels_last,
+               args.compile_mode if args.compile else False)
+
+
 def settings(args, device: torch.device, progress: bool = False) -> Settings:
     """The one :class:`~ddrm_fast.restoration.Settings` record of the command line's arguments: DDRM's (steps,
-    etas, backend, x0 clipping) and the speed options (results equal float32's to the network's precision);
-    ``progress``: a bar over the steps."""
+    etas, backend, x0 clipping) and how the network runs (:func:`network_way`; results equal float32's to the
+    network's precision); ``progress``: a bar over the steps."""
     if args.cuda_graph and device.type != "cuda":
         raise ValueError(f"--cuda-graph needs a CUDA device, not {device}")
-    return Settings(steps=args.steps, eta=args.eta, eta_b=args.eta_b, backend=args.backend, clip_x0=args.clip_x0,
-                    noise=args.noise, model_dtype=_DTYPES[args.dtype], channels_last=args.channels_last,
-                    compile=args.compile_mode if args.compile else False, cuda_graph=args.cuda_graph,
-                    progress=progress and not args.cuda_graph)
+    base = Settings(steps=args.steps, eta=args.eta, eta_b=args.eta_b, backend=args.backend, clip_x0=args.clip_x0,
+                    noise=args.noise, cuda_graph=args.cuda_graph, progress=progress and not args.cuda_graph)
+    return network_way(args, device).settings(base)
+
+
+def announce(args, way: Way, device: torch.device, per_task: bool = False) -> None:
+    """The one line, before the work, that says how the network runs (``per_task``: a folder job's automatic choice,
+    float32 for the tasks that need it)."""
+    if not automatic(args):
+        how = "--exact" if way is EXACT else "the speed flags"
+    elif per_task and way.model_dtype is not None:
+        how = f"automatic; float32 for {', '.join(PRECISE_TASKS)}; --exact for float32 eager"
+    else:
+        how = "automatic; --exact for float32 eager"
+    print(f"network on {device}: {way.describe()} ({how})", flush=True)
 
 
 _SPEED = ("model_dtype", "channels_last", "compile", "noise", "cuda_graph", "clip_x0")

@@ -14,7 +14,8 @@ from ..sampler import BACKENDS
 from ..schedules import ddrm_timesteps
 from . import restore_dir
 from .args import device_arg, nonnegative_int, positive_int, unit_float
-from .options import add_quality_arguments, add_speed_arguments, choose_device, load_model, sampler_options, settings
+from .options import (add_quality_arguments, add_speed_arguments, announce, choose_device, load_model, network_way,
+                      sampler_options, settings)
 
 __all__ = ["add_parser", "prepare", "restore", "main", "check_arguments", "add_speed_arguments", "add_quality_arguments",
            "load_model", "sampler_options"]
@@ -64,6 +65,7 @@ def prepare(args) -> Dict[str, object]:
     (:func:`ddrm_fast.restoration.measure`), the model loaded, the baseline and the picture of y. Every bad argument
     or file fails here."""
     device = choose_device(args.device)
+    way = network_way(args, device)
     chosen = settings(args, device, progress=not args.no_progress)
     # the input first: a bad image fails fast, before the model is loaded
     modes = ("L", "RGB") if args.observed and args.task == "color" else ("RGB",)
@@ -71,9 +73,10 @@ def prepare(args) -> Dict[str, object]:
     mask = None if args.mask is None else read_mask(args.mask, image.shape[-2:])
     m = restoration.measure(args.task, image, sigma_y=args.sigma_y, seed=args.seed, observed=args.observed, mask=mask)
     model, betas = load_model(args.model, device, args.class_label)
+    way.prepare(model)  # channels_last weights, once
     restoration.check_size(restoration.model_divisor(model), *m.operator.image_shape[1:])
     ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before anything is written
-    return {"measurement": m, "model": model, "betas": betas, "device": device, "settings": chosen,
+    return {"measurement": m, "model": model, "betas": betas, "device": device, "settings": chosen, "way": way,
             "baseline": restoration.baseline(m), "degraded": restoration.view(m)}
 
 
@@ -160,6 +163,7 @@ def main(args) -> int:
     # owns it; and the targets checked again, under the lock
     with FolderLock(args.out):
         _check_targets(args, files)
+        announce(args, prepared["way"], prepared["device"])
         r = restore(args, prepared)
         info = {"name": os.path.basename(args.input), "task": args.task, "sigma_y": args.sigma_y, "seed": args.seed}
         if args.samples > 1:

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from .. import batch
 from ..files import DiskFull, FolderLock
 from ..schedules import ddrm_timesteps
-from .options import choose_device, load_model, settings
+from .options import announce, automatic, choose_device, load_model, network_way, settings
 
 
 def _distributed():
@@ -71,12 +71,17 @@ def main(args) -> int:
         spec = batch.FolderJob(args.input_dir, args.out, args.task, sigma_y=args.sigma_y, batch_size=args.batch_size,
                                manifest=args.manifest, masks_dir=args.masks_dir, observed=args.observed,
                                num_workers=args.num_workers, rank=rank, world=world, progress=not args.no_progress,
-                               compare=args.compare is not None, device=device, settings=settings(args, device))
+                               compare=args.compare is not None, device=device, settings=settings(args, device),
+                               network_per_task=automatic(args))
         model, betas = load_model(args.model, device, args.class_label)
+        way = network_way(args, device)
+        way.prepare(model)  # channels_last weights, once
         ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before any image
         lock = _lock_on_rank0(args.out, rank, world)
         if world > 1:
             dist.barrier()
+        if rank == 0:
+            announce(args, way, device, per_task=True)
         try:
             stats = batch.restore_dir(model, betas, spec)
         except DiskFull as exc:
