@@ -1,6 +1,7 @@
 """One restoration pipeline, in the shape of deepinv's ``physics(x) -> model(y, physics) -> metric``: measure an image,
 restore it, score it against the task's classical baseline. ``ddrm-fast restore`` (one image and folders), ``bench``
-and ``benchmarks/eval_quality.py`` all run it; ``ddrm-fast original`` scores with it.
+and ``benchmarks/eval_quality.py`` all run it (``ddrm-fast original`` keeps the original's own measurement: its
+operators and its global generator's draws, which it reproduces).
 
 - :func:`measure` makes a :class:`Measurement` from a clean image (degraded here: y = H x + noise) or an observed one
   (the measurement itself), with a mask and a per-pixel noise map, all randomness from the image's own seed.
