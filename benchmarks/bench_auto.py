@@ -122,7 +122,8 @@ def main() -> None:
             auto.name: probes.matmul_tflops(cpu, timer, auto.model_dtype or torch.float32)}
     flops = probes.forward_flops(model, torch.zeros(1, 3, 256, 256))
     lines = [f"{time.strftime('%Y-%m-%d')}, CPU ({os.cpu_count()} cores; bfloat16 instructions: "
-             f"{speed.cpu_has_bf16()}), torch {torch.__version__}; model {args.model or 'embedded'}; {args.steps} steps; "
+             f"{speed.cpu_has_bf16()}), torch {torch.__version__}; model {args.model or 'embedded'}; "
+             f"{args.steps} steps; "
              f"automatic choice: {auto.describe()}.", "",
              "| run | way | images/s | speed-up | network share | network GFLOP/s (of its GEMM rate) |",
              "|---|---|---|---|---|---|"]

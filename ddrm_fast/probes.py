@@ -18,7 +18,8 @@ from torch.utils._pytree import tree_leaves
 
 from .imageio import write_png_uint8
 
-__all__ = ["benchmark_model", "publish", "timer", "matmul_tflops", "forward_flops", "LiveBytes", "peak_mib", "buffers_per_sample", "bar_chart"]
+__all__ = ["benchmark_model", "publish", "timer", "matmul_tflops", "forward_flops", "LiveBytes", "peak_mib",
+           "buffers_per_sample", "bar_chart"]
 
 
 def timer(device) -> Callable[[Callable[[], object]], float]:

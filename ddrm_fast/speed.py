@@ -18,6 +18,7 @@ chosen automatically for one image; ``--compile`` opts in (folder jobs of thousa
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Dict, Optional, Union
 
@@ -79,6 +80,7 @@ WAYS: Dict[str, Way] = {w.name: w for w in (
 )}
 
 
+@functools.lru_cache(maxsize=None)  # asked per batch of a folder job; the CPU does not change under it
 def cpu_has_bf16() -> bool:
     """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX): read from /proc/cpuinfo (Linux)."""
     try:

@@ -285,7 +285,8 @@ def _own_files(tmp_path):
         "model": ([d / "m.safetensors"], [d / "foreign.safetensors", d / "state.pt", d / "fifo"]),
         "bench csv": ([text("bench.csv", "batch,mode,images_per_s\n1,fused,3.0\n")],
                       [text("my.csv", "a,b\n"), d / "ours.png"]),
-        "bench md": ([text("bench.md", "| batch | mode | images/s |\n|---|---|---|\n")], [text("notes.md", "# notes\n")]),
+        "bench md": ([text("bench.md", "| batch | mode | images/s |\n|---|---|---|\n")],
+                     [text("notes.md", "# notes\n")]),
         "lock": ([d / "ddrm.lock"], [text("notes.lock", "notes\n"), text("pid.lock", "123\n"), text("e.lock", "")]),
         "temporary": ([d / tmp], [text(".ddrm-fast-partial.1.0123456789abcdef.cat.png", "x"), d / "folder"]),
     }

@@ -412,8 +412,8 @@ def test_compat_noise_needs_no_import_of_the_drop_in():
             "assert 'ddrm_fast.compat' not in sys.modules\n"
             "from ddrm_fast.models import GaussianPriorEps\n"
             "op = O.SuperRes(2, (3, 8, 8))\n"
-            "x = ddrm_fast.ddrm_sample(GaussianPriorEps(0.5), torch.zeros(1, 3, 4, 4), op, 0.1, steps=3, noise='compat',"
-            " generator=torch.Generator().manual_seed(0), backend='reference')\n"
+            "x = ddrm_fast.ddrm_sample(GaussianPriorEps(0.5), torch.zeros(1, 3, 4, 4), op, 0.1, steps=3,"
+            " noise='compat', generator=torch.Generator().manual_seed(0), backend='reference')\n"
             "assert 'ddrm_fast.compat' in sys.modules and torch.isfinite(x).all()\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr

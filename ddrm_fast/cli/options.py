@@ -76,15 +76,15 @@ def network_way(args, device: torch.device) -> Way:
                args.compile_mode if args.compile else False)
 
 
-def settings(args, device: torch.device, progress: bool = False) -> Settings:
+def settings(args, device: torch.device, progress: bool = False, way: Optional[Way] = None) -> Settings:
     """The one :class:`~ddrm_fast.restoration.Settings` record of the command line's arguments: DDRM's (steps,
     etas, backend, x0 clipping) and how the network runs (:func:`network_way`; results equal float32's to the
-    network's precision); ``progress``: a bar over the steps."""
+    network's precision; ``way``: that way, when the caller has it already); ``progress``: a bar over the steps."""
     if args.cuda_graph and device.type != "cuda":
         raise ValueError(f"--cuda-graph needs a CUDA device, not {device}")
     base = Settings(steps=args.steps, eta=args.eta, eta_b=args.eta_b, backend=args.backend, clip_x0=args.clip_x0,
                     noise=args.noise, cuda_graph=args.cuda_graph, progress=progress and not args.cuda_graph)
-    return network_way(args, device).settings(base)
+    return (way or network_way(args, device)).settings(base)
 
 
 def announce(args, way: Way, device: torch.device, per_task: bool = False) -> None:

@@ -196,7 +196,8 @@ def _measure(H, deg: str, x: torch.Tensor, sigma_0: float, cfg):
 
 
 #: the mask files the original reads (relative to its working directory) for inp_lolcat and inp_lorem
-_MASKS = {"inp_lolcat": os.path.join("inp_masks", "lolcat_extra.npy"), "inp_lorem": os.path.join("inp_masks", "lorem3.npy")}
+_MASKS = {"inp_lolcat": os.path.join("inp_masks", "lolcat_extra.npy"),
+          "inp_lorem": os.path.join("inp_masks", "lorem3.npy")}
 
 
 def main(args) -> int:

@@ -17,7 +17,8 @@ from .args import device_arg, nonnegative_int, positive_int, unit_float
 from .options import (add_quality_arguments, add_speed_arguments, announce, choose_device, load_model, network_way,
                       sampler_options, settings)
 
-__all__ = ["add_parser", "prepare", "restore", "main", "check_arguments", "add_speed_arguments", "add_quality_arguments",
+__all__ = ["add_parser", "prepare", "restore", "main", "check_arguments", "add_speed_arguments",
+           "add_quality_arguments",
            "load_model", "sampler_options"]
 
 
@@ -66,7 +67,7 @@ def prepare(args) -> Dict[str, object]:
     or file fails here."""
     device = choose_device(args.device)
     way = network_way(args, device)
-    chosen = settings(args, device, progress=not args.no_progress)
+    chosen = settings(args, device, progress=not args.no_progress, way=way)
     # the input first: a bad image fails fast, before the model is loaded
     modes = ("L", "RGB") if args.observed and args.task == "color" else ("RGB",)
     image = read_image(args.input, modes)
@@ -76,8 +77,9 @@ def prepare(args) -> Dict[str, object]:
     way.prepare(model)  # channels_last weights, once
     restoration.check_size(restoration.model_divisor(model), *m.operator.image_shape[1:])
     ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before anything is written
+    baseline_name, baseline = restoration.baseline(m)
     return {"measurement": m, "model": model, "betas": betas, "device": device, "settings": chosen, "way": way,
-            "baseline": restoration.baseline(m), "degraded": restoration.view(m)}
+            "baseline_name": baseline_name, "baseline": baseline, "degraded": restoration.view(m)}
 
 
 def restore(args, prepared: Optional[Dict[str, object]] = None) -> Dict[str, object]:
@@ -90,7 +92,6 @@ def restore(args, prepared: Optional[Dict[str, object]] = None) -> Dict[str, obj
                                           samples=args.samples)[0]
     out["seconds"] = time.perf_counter() - t0
     out["clean"] = m.clean
-    out["baseline_name"], out["baseline"] = out["baseline"]
     out["scores"] = restoration.score(m, out["restored"], (out["baseline_name"], out["baseline"]))
     return out
 

@@ -68,13 +68,13 @@ def main(args) -> int:
         device = choose_device(args.device, local)
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        way = network_way(args, device)
         spec = batch.FolderJob(args.input_dir, args.out, args.task, sigma_y=args.sigma_y, batch_size=args.batch_size,
                                manifest=args.manifest, masks_dir=args.masks_dir, observed=args.observed,
                                num_workers=args.num_workers, rank=rank, world=world, progress=not args.no_progress,
-                               compare=args.compare is not None, device=device, settings=settings(args, device),
-                               network_per_task=automatic(args))
+                               compare=args.compare is not None, device=device,
+                               settings=settings(args, device, way=way), network_per_task=automatic(args))
         model, betas = load_model(args.model, device, args.class_label)
-        way = network_way(args, device)
         way.prepare(model)  # channels_last weights, once
         ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before any image
         lock = _lock_on_rank0(args.out, rank, world)

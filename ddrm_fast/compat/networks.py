@@ -38,8 +38,10 @@ _CREATE_CLASSIFIER = dict(image_size=64, classifier_use_fp16=False, classifier_w
 # the DDIM code's Model(config): config.model's fields it reads (resolution is config.data.image_size)
 _SIMPLE = dict(ch=128, out_ch=3, ch_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, attn_resolutions=(16,), dropout=0.0,
                in_channels=3, resamp_with_conv=True)
-# keys of the original's configs that the sampling runner does not read (training settings, logging)
-_IGNORED = {"model": {"type", "in_channels", "out_channels", "var_type", "ema_rate", "ema", "out_ch", "resamp_with_conv"},
+# the other keys of the original's configs: read by the rest of the runner (the data set, the schedule, the batch
+# size: compat.datasets, cli.original), or not by sampling at all (training settings, and create_model's **kwargs)
+_OTHER_KEYS = {"model": {"type", "in_channels", "out_channels", "var_type", "ema_rate", "ema", "out_ch",
+                         "resamp_with_conv"},
             "data": {"random_flip", "num_workers", "category", "logit_transform", "uniform_dequantization",
                      "gaussian_dequantization", "rescaled", "dataset", "image_size", "channels", "subset_1k",
                      "out_of_dist"},
@@ -52,8 +54,8 @@ def check_config(cfg, path: str) -> None:
     drop-in cannot honour: one it does not know, or a data transform it does not apply (logit transform,
     dequantisation, images not rescaled to [-1, 1])."""
     model_keys = set(_CREATE_MODEL) if cfg.model.type == "openai" else set(_SIMPLE)
-    known = {"model": model_keys | _IGNORED["model"], "classifier": set(_CREATE_CLASSIFIER),
-             "data": _IGNORED["data"], "sampling": _IGNORED["sampling"], "diffusion": _IGNORED["diffusion"]}
+    known = {"model": model_keys | _OTHER_KEYS["model"], "classifier": set(_CREATE_CLASSIFIER),
+             "data": _OTHER_KEYS["data"], "sampling": _OTHER_KEYS["sampling"], "diffusion": _OTHER_KEYS["diffusion"]}
     for section, keys in known.items():
         for key in vars(getattr(cfg, section, SimpleNamespace())):
             if key not in keys:

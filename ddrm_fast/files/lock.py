@@ -100,7 +100,7 @@ class FolderLock:
                     os.ftruncate(fd, len(text))
                 except OSError as exc:
                     os.close(fd)
-                    raise DiskFull(self.folder, "could not write its lock file; free space and run again") if is_disk_full(exc) else exc
+                    raise self._disk_full() if is_disk_full(exc) else exc
                 return fd
             os.close(fd)
         raise ValueError(f"--output-dir {self.folder}: cannot be locked (its lock file keeps changing)")
@@ -152,12 +152,15 @@ class FolderLock:
                     f.write(_lock_text())
         except OSError as exc:
             if is_disk_full(exc):
-                raise DiskFull(self.folder, "could not write its lock file; free space and run again") from None
+                raise self._disk_full() from None
             raise ValueError(f"--output-dir {self.folder}: cannot be written ({exc.strerror})") from None
         finally:
             if os.path.lexists(tmp):
                 os.remove(tmp)
         return None  # open what is there now, checked like any lock file
+
+    def _disk_full(self) -> DiskFull:
+        return DiskFull(self.folder, "could not write its lock file; free space and run again")
 
     def _not_ours(self, why: str) -> ValueError:
         return ValueError(f"--output-dir {self.folder}: {LOCK_NAME} exists and is not ddrm-fast's lock ({why}); "

@@ -91,7 +91,8 @@ class ADMClassifier(nn.Module):
             return ResBlock(ch, emb_dim, cfg.dropout, out, cfg.use_scale_shift_norm, **kw)
 
         def attention(ch):
-            return AttentionBlock(ch, cfg.num_heads, cfg.num_head_channels, legacy_order=not cfg.use_new_attention_order)
+            return AttentionBlock(ch, cfg.num_heads, cfg.num_head_channels,
+                                  legacy_order=not cfg.use_new_attention_order)
 
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         ch = int(cfg.channel_mult[0] * mc)

@@ -29,7 +29,7 @@ _WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"
 
 
 def is_diffusers_folder(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "config.json")) or os.path.isfile(os.path.join(path, "unet", "config.json"))
+    return any(os.path.isfile(os.path.join(path, *parts)) for parts in (("config.json",), ("unet", "config.json")))
 
 
 def _read_json(path: str) -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict
 
+from ..ops import OPS
+
 
 def available() -> bool:
     """True when triton imports and can run here (a CUDA device, or the interpreter)."""
@@ -49,7 +51,7 @@ def register(name: str, kernel: Callable) -> None:
 
 def load() -> None:
     """Import the kernel modules (registering the kernels); a RuntimeError when Triton cannot run here."""
-    if len(_KERNELS) == 2:
+    if set(_KERNELS) == set(OPS):  # every op's kernel registered
         return
     if not available():
         raise RuntimeError("the triton backend needs triton and a CUDA device (or TRITON_INTERPRET=1 on the CPU)")
