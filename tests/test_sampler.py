@@ -250,6 +250,9 @@ def _dense_ddrm(H, y, sigma_y, zs, model, steps, eta, eta_b, threshold=1e-3):
     lambda s: O.Blur([1 / 9] * 9, s), lambda s: O.SRBicubic(2, s), lambda s: O.WalshHadamardCS(4, s),
     lambda s: O.Colorize(s), lambda s: O.SuperRes(2, s),
     lambda s: O.Dense(torch.randn(40, 3 * 8 * 8, generator=torch.Generator().manual_seed(5)), s),
+    # a non-separable, non-symmetric kernel: complex transfer function, the real Fourier basis
+    lambda s: O.Convolution(torch.rand(3, 4, generator=torch.Generator().manual_seed(6)), s),
+    lambda s: O.Kronecker([[0.299, 0.587, 0.114]], O.resize_matrix(8, 4, "bicubic"), O.resize_matrix(8, 3, "lanczos3")),
 ])
 def test_every_operator_equals_ddrm_over_its_explicit_svd(make, backend):
     """Each operator's structured SVD against DDRM written out over torch.linalg.svd of its matrix, given the same

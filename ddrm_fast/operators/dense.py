@@ -19,6 +19,7 @@ class Dense(LinearOperator):
     def __init__(self, matrix: torch.Tensor, image_shape: Sequence[int], zero_threshold: float = 1e-3):
         self.image_shape = check_image_shape(image_shape)
         zero_threshold = check_threshold(zero_threshold)
+        self.zero_threshold = zero_threshold  # operators.check allows this truncation of H
         mat = torch.as_tensor(matrix)
         if mat.is_complex():
             raise ValueError("matrix must be real")

@@ -1,13 +1,10 @@
-"""Separable operators H = H_r kron H_c, per channel: Y = H_r X H_c^T (docs/ddrm.md, "Spectral layout of each
-operator").
+"""Separable operators H = H_r kron H_c, per channel: Y = H_r X H_c^T, Kronecker operators with the identity on
+channels (``kronecker.py``; docs/ddrm.md, "Spectral layout of each operator"), and the 1-D matrices they and the
+command line's resize tasks are built from: zero-padded convolution and resizing with a 1-D kernel (box, bilinear,
+bicubic, Lanczos-3) to any size.
 
-With H_r = U_r S_r V_r^T and H_c = U_c S_c V_c^T: V^T x = V_r^T X V_c per channel (two small GEMMs) and the singular
-values are s_ij = s_r,i s_c,j. Products under ``zero_threshold`` count as unmeasured (zero): their directions take
-DDRM's case 3, which keeps the sampler from amplifying rounding noise by 1/s. ``H(x)`` is always the exact blur or
-downsampling, not its truncation.
-
-Spectral layout: the measured block (the first h x w coefficients of each channel) first, channel-major, then the
-remaining coefficients of each channel.
+Singular-value products under ``zero_threshold`` count as unmeasured (zero): their directions take DDRM's case 3,
+which keeps the sampler from amplifying rounding noise by 1/s. ``H(x)`` is always the exact blur or resizing.
 """
 from __future__ import annotations
 
@@ -16,9 +13,10 @@ from typing import Sequence
 
 import torch
 
-from .base import LinearOperator, check_image_shape, check_ratio, check_threshold
+from .base import check_image_shape, check_ratio
+from .kronecker import Kronecker
 
-__all__ = ["SeparableOperator", "Blur", "SRBicubic", "conv_matrix", "bicubic_matrix"]
+__all__ = ["SeparableOperator", "Blur", "SRBicubic", "conv_matrix", "bicubic_matrix", "resize_matrix", "KERNELS_1D"]
 
 
 def conv_matrix(kernel: torch.Tensor, size: int) -> torch.Tensor:
@@ -39,97 +37,68 @@ def _cubic(x: torch.Tensor, a: float = -0.5) -> torch.Tensor:
                        torch.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, torch.zeros_like(x)))
 
 
-def bicubic_matrix(size: int, ratio: int) -> torch.Tensor:
-    """(size/ratio, size) antialiased bicubic downsampling (a = -0.5, support 2*ratio, centres at (i+0.5)r-0.5),
-    with symmetric reflection at the borders; each row sums to 1. Away from the borders it equals
-    ``F.interpolate(mode='bicubic', antialias=True)``."""
-    out = size // ratio
+def _lanczos3(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x.abs() < 3, torch.sinc(x) * torch.sinc(x / 3), torch.zeros_like(x))
+
+
+#: 1-D resampling kernels: (function of the distance in input pixels at scale 1, support radius)
+KERNELS_1D = {
+    "box": (lambda x: ((x > -0.5) & (x <= 0.5)).double(), 0.5),
+    "bilinear": (lambda x: (1 - x.abs()).clamp(min=0), 1.0),
+    "bicubic": (_cubic, 2.0),
+    "lanczos3": (_lanczos3, 3.0),
+}
+
+
+def resize_matrix(size: int, out: int, kernel: str = "bicubic") -> torch.Tensor:
+    """(out, size) matrix resizing a signal of ``size`` samples to ``out`` with a 1-D ``kernel`` of
+    :data:`KERNELS_1D`: output i is centred at (i + 0.5) size/out - 0.5; when shrinking the kernel is stretched by
+    size/out (antialiasing, as PIL and ``F.interpolate(antialias=True)`` do); symmetric reflection at the borders;
+    each row sums to 1."""
+    if kernel not in KERNELS_1D:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS_1D)}, got {kernel!r}")
+    if out < 1 or size < 1:
+        raise ValueError(f"sizes must be positive, got {size} -> {out}")
+    fn, radius = KERNELS_1D[kernel]
+    scale = max(size / out, 1.0)
     mat = torch.zeros(out, size, dtype=torch.float64)
     for i in range(out):
-        centre = (i + 0.5) * ratio - 0.5
-        j = torch.arange(math.floor(centre - 2 * ratio), math.ceil(centre + 2 * ratio) + 1)
-        w = _cubic((j.double() - centre) / ratio)
+        centre = (i + 0.5) * size / out - 0.5
+        j = torch.arange(math.floor(centre - radius * scale), math.ceil(centre + radius * scale) + 1)
+        w = fn((j.double() - centre) / scale)
+        if float(w.sum()) == 0:  # a box narrower than the sample spacing: the nearest sample
+            w = (j == round(centre)).double()
         w = w / w.sum()
+        # symmetric reflection: -1 -> 0, size -> size - 1 (repeated for kernels wider than the signal)
         jj = j.clone()
-        # symmetric reflection: -1 -> 0, size -> size - 1
-        jj = torch.where(jj < 0, -jj - 1, jj)
-        jj = torch.where(jj >= size, 2 * size - 1 - jj, jj)
+        for _ in range(int(radius * scale) // max(size, 1) + 2):
+            jj = torch.where(jj < 0, -jj - 1, jj)
+            jj = torch.where(jj >= size, 2 * size - 1 - jj, jj)
         mat[i].index_add_(0, jj.clamp(0, size - 1), w)
     return mat
 
 
-class SeparableOperator(LinearOperator):
-    """Y = H_r X H_c^T on every channel, with H_r (h, H) and H_c (w, W), h <= H, w <= W."""
+def bicubic_matrix(size: int, ratio: int) -> torch.Tensor:
+    """(size/ratio, size) antialiased bicubic downsampling (a = -0.5, support 2*ratio, centres at (i+0.5)r-0.5),
+    with symmetric reflection at the borders; each row sums to 1. Away from the borders it equals
+    ``F.interpolate(mode='bicubic', antialias=True)``."""
+    return resize_matrix(size, size // ratio, "bicubic")
+
+
+class SeparableOperator(Kronecker):
+    """Y = H_r X H_c^T on every channel, with H_r (h, H) and H_c (w, W), h <= H, w <= W: the Kronecker operator
+    with the identity on channels."""
 
     def __init__(self, image_shape: Sequence[int], H_r: torch.Tensor, H_c: torch.Tensor,
                  zero_threshold: float = 1e-3):
-        self.image_shape = check_image_shape(image_shape)
-        c, H, W = self.image_shape
+        shape = check_image_shape(image_shape)
         H_r = torch.as_tensor(H_r, dtype=torch.float64)
         H_c = torch.as_tensor(H_c, dtype=torch.float64)
-        if H_r.dim() != 2 or H_r.shape[1] != H or H_r.shape[0] > H:
-            raise ValueError(f"H_r must be (h, {H}) with h <= {H}, got {tuple(H_r.shape)}")
-        if H_c.dim() != 2 or H_c.shape[1] != W or H_c.shape[0] > W:
-            raise ValueError(f"H_c must be (w, {W}) with w <= {W}, got {tuple(H_c.shape)}")
-        zero_threshold = check_threshold(zero_threshold)
-        h, w = H_r.shape[0], H_c.shape[0]
-        self.y_shape = (c, h, w)
-        self.H_r, self.H_c = H_r.float(), H_c.float()
-        U_r, s_r, Vh_r = torch.linalg.svd(H_r, full_matrices=True)
-        U_c, s_c, Vh_c = torch.linalg.svd(H_c, full_matrices=True)
-        self.U_r, self.U_c = U_r.float(), U_c.float()
-        self.V_r, self.V_c = Vh_r.t().float(), Vh_c.t().float()
-        s2 = torch.outer(s_r, s_c)
-        s2 = torch.where(s2 < zero_threshold, torch.zeros_like(s2), s2).float()
-        self._singulars = s2.flatten().repeat(c)
-        # positions (in each channel's H x W spectral block) outside the measured h x w corner
-        rest = torch.ones(H, W, dtype=torch.bool)
-        rest[:h, :w] = False
-        self.rest_idx = torch.nonzero(rest.flatten()).flatten()
-
-    def _spectral_block(self, x: torch.Tensor) -> torch.Tensor:
-        c, H, W = self.image_shape
-        return (self.V_r.t() @ x.reshape(-1, c, H, W) @ self.V_c).reshape(x.shape[0], c, H * W)
-
-    def Vt(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        c, H, W = self.image_shape
-        _, h, w = self.y_shape
-        blk = self._spectral_block(x)
-        head = blk.reshape(b, c, H, W)[:, :, :h, :w].reshape(b, -1)
-        if self.rest_idx.numel() == 0:
-            return head
-        return torch.cat([head, blk[:, :, self.rest_idx].reshape(b, -1)], dim=1)
-
-    def V(self, vec: torch.Tensor) -> torch.Tensor:
-        b = vec.shape[0]
-        c, H, W = self.image_shape
-        _, h, w = self.y_shape
-        vec = vec.reshape(b, self.n)
-        if self.rest_idx.numel() == 0:
-            blk = vec.reshape(b, c, H, W)
-        else:
-            blk = vec.new_zeros(b, c, H, W)
-            blk[:, :, :h, :w] = vec[:, : self.m].reshape(b, c, h, w)
-            blk = blk.reshape(b, c, H * W).index_copy(2, self.rest_idx, vec[:, self.m:].reshape(b, c, -1))
-            blk = blk.reshape(b, c, H, W)
-        return (self.V_r @ blk @ self.V_c.t()).reshape(b, self.n)
-
-    def U(self, vec: torch.Tensor) -> torch.Tensor:
-        c, h, w = self.y_shape
-        return (self.U_r @ vec.reshape(-1, c, h, w) @ self.U_c.t()).reshape(vec.shape[0], self.m)
-
-    def Ut(self, y: torch.Tensor) -> torch.Tensor:
-        y = self.check_y(y)
-        c, h, w = self.y_shape
-        return (self.U_r.t() @ y.reshape(-1, c, h, w) @ self.U_c).reshape(y.shape[0], self.m)
-
-    def singulars(self) -> torch.Tensor:
-        return self._singulars
-
-    def H(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.check_x(x)
-        return self.H_r.to(x.dtype) @ x @ self.H_c.t().to(x.dtype)
+        if H_r.dim() != 2 or H_r.shape[1] != shape[1] or H_r.shape[0] > shape[1]:
+            raise ValueError(f"H_r must be (h, {shape[1]}) with h <= {shape[1]}, got {tuple(H_r.shape)}")
+        if H_c.dim() != 2 or H_c.shape[1] != shape[2] or H_c.shape[0] > shape[2]:
+            raise ValueError(f"H_c must be (w, {shape[2]}) with w <= {shape[2]}, got {tuple(H_c.shape)}")
+        super().__init__(None, H_r, H_c, image_shape=shape, zero_threshold=zero_threshold)
 
 
 class Blur(SeparableOperator):

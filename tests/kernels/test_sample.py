@@ -58,12 +58,15 @@ def test_golden_through_compat_noise(backend, device, name):
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("noise", ["torch", "philox"])
-@pytest.mark.parametrize("kind", ["sr2", "color", "inpaint", "blur"])
+@pytest.mark.parametrize("kind", ["sr2", "color", "inpaint", "blur", "convolution", "kronecker"])
 def test_whole_sample_equals_reference(backend, device, noise, kind):
     h, w = (6, 10) if INTERPRET else (18, 30)  # odd-sized where the operator allows (w/2 = 15, 5)
     op = {"sr2": lambda: O.SuperRes(2, (3, h, w)), "color": lambda: O.Colorize((3, h + 1, w + 1)),
           "inpaint": lambda: O.Inpaint((torch.rand(2, 1, h + 1, w + 1) > 0.5).float(), channels=3),
-          "blur": lambda: O.Blur([0.2, 0.6, 0.2], (3, h + 1, w + 1))}[kind]().to(device)
+          "blur": lambda: O.Blur([0.2, 0.6, 0.2], (3, h + 1, w + 1)),
+          "convolution": lambda: O.Convolution(torch.rand(3, 3, 5), (3, h + 1, w + 1)),
+          "kronecker": lambda: O.Kronecker([[0.3, 0.6, 0.1]], O.resize_matrix(h, h // 2, "bilinear"),
+                                           O.resize_matrix(w + 1, 4, "lanczos3"))}[kind]().to(device)
     x = 0.5 * torch.randn(2, *op.image_shape, device=device)
     y = op.H(x)
     model = GaussianPriorEps(std=0.5).to(device)

@@ -28,6 +28,12 @@ def _ops():
         "sr_bicubic2": O.SRBicubic(2, (2, 8, 12), zero_threshold=0.0),
         "cs4": O.WalshHadamardCS(4, (3, 4, 8)),
         "dense": O.Dense(torch.randn(20, 2 * 3 * 5, generator=g), (2, 3, 5), zero_threshold=0.0),
+        "convolution_shared": O.Convolution(torch.rand(3, 4, generator=g), (2, 6, 5), zero_threshold=0.0),
+        "convolution_per_channel": O.Convolution(torch.rand(3, 2, 3, generator=g), (3, 7, 8), zero_threshold=0.0),
+        "kronecker_color_sr": O.Kronecker([[0.299, 0.587, 0.114]], O.resize_matrix(8, 4), O.resize_matrix(10, 3),
+                                          zero_threshold=0.0),
+        "kronecker_identity_h": O.Kronecker(torch.randn(2, 3, generator=g), None, O.resize_matrix(9, 4, "box"),
+                                            image_shape=(3, 5, 9), zero_threshold=0.0),
     }
 
 
