@@ -1,17 +1,19 @@
 """Restoration quality of DDRM with a model against each task's classical baseline, on the held-out photos.
 
     python benchmarks/eval_quality.py [--model PATH] [--steps 20] [--clip-x0 off|on|both] [--samples 1[,K...]]
-                                      [--tasks ...] [--out benchmarks/results]
+                                      [--tasks ...|all|own] [--name quality] [--out benchmarks/results]
 
 Held-out scikit-image photos (never seen in training: ``ddrm_fast.training.HELDOUT_PHOTOS``), resized to 256 on the
 short side (astronaut 256x256, coffee 256x384); tasks deno, inp, sr4, color, deblur_uni by default (``--tasks all``:
-every task of ``ddrm_fast.tasks``; a task an image's size cannot take, cs4 on coffee, is skipped and said) at sigma_y
+every task of ``ddrm_fast.tasks``; ``--tasks own``: the tasks beyond the original's, deblur with a 9-pixel motion
+blur at 30 degrees (``tasks.motion_kernel``, the bundled ``data/motion_blur.png``), resize by 3 with Lanczos-3 and
+color_sr4; a task an image's size cannot take, cs4 on coffee, is skipped and said) at sigma_y
 0 and 0.05 (pixel units, as the original runner), with x0 clipping off, on, or both (``--clip-x0``), one DDRM
 sample or the mean of K samples of the same y (``--samples``, each value a column; ``ddrm-fast restore --samples``).
 The baseline is the one a user has in mind (``ddrm_fast.tasks.baseline``): bicubic upsampling for super-resolution,
 Wiener deconvolution for deblurring, the pseudo-inverse otherwise; the pseudo-inverse is in the CSV too. Writes
-quality.md / quality.csv (PSNR/SSIM per photo and the mean) and quality.png (a row per task at sigma_y 0.05: clean,
-degraded, baseline, DDRM with the last clipping and samples setting).
+NAME.md / NAME.csv (PSNR/SSIM per photo and the mean) and NAME.png (a row per task at sigma_y 0.05: clean,
+degraded, baseline, DDRM with the last clipping and samples setting); NAME is ``quality`` unless ``--name``.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ from ddrm_fast.cli.restore import load_model
 from ddrm_fast.training import HELDOUT_PHOTOS, heldout_photos
 
 TASKS = ("deno", "inp", "sr4", "color", "deblur_uni")
+OWN_TASKS = ("deblur", "resize", "color_sr4")
+#: what the tasks beyond the original's take here
+OPTIONS = {"deblur": tasks.Options(kernel=tasks.motion_kernel(9, 30)),
+           "resize": tasks.Options(scale=3.0, kernel_1d="lanczos3")}
 SIGMAS = (0.0, 0.05)
 
 
@@ -38,11 +44,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clip-x0", choices=("off", "on", "both"), default="off")
     p.add_argument("--samples", default="1", help="comma-separated: DDRM's output is the mean of this many samples")
-    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, or 'all'")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, 'all' or 'own'")
+    p.add_argument("--name", default="quality", help="the output files' name")
     p.add_argument("--sigmas", default=",".join(map(str, SIGMAS)), help="comma-separated sigma_y, pixel units")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = p.parse_args()
-    args.tasks = tasks.TASKS if args.tasks == "all" else tuple(args.tasks.split(","))
+    args.tasks = {"all": tasks.TASKS, "own": OWN_TASKS}.get(args.tasks) or tuple(args.tasks.split(","))
     args.sigmas = tuple(float(v) for v in args.sigmas.split(","))
     clips = {"off": (False,), "on": (True,), "both": (False, True)}[args.clip_x0]
     variants = [(clip, int(k)) for clip in clips for k in args.samples.split(",")]
@@ -61,7 +68,7 @@ def main() -> None:
                     if name == HELDOUT_PHOTOS[0] and sigma_y == args.sigmas[-1]:
                         figure[task] = images
     write_tables(rows, args, variants)
-    write_figure(figure, os.path.join(args.out, "quality.png"))
+    write_figure(figure, os.path.join(args.out, args.name + ".png"))
     print(f"total {time.perf_counter() - t_all:.0f} s")
 
 
@@ -70,7 +77,7 @@ def restore_one(model, betas, clean, task, sigma_y, clip, samples, args):
     level, clipping setting and number of samples averaged, through the restoration pipeline `ddrm-fast restore`
     runs; (None, None) when the task cannot take the photo's size."""
     try:
-        m = restoration.measure(task, clean, sigma_y=sigma_y, seed=args.seed)
+        m = restoration.measure(task, clean, sigma_y=sigma_y, seed=args.seed, options=OPTIONS.get(task))
     except ValueError as exc:
         print(f"{task}: skipped for a {clean.shape[2]}x{clean.shape[1]} photo ({exc})")
         return None, None
@@ -93,7 +100,7 @@ def restore_one(model, betas, clean, task, sigma_y, clip, samples, args):
 
 
 def write_tables(rows, args, variants) -> None:
-    with open(os.path.join(args.out, "quality.csv"), "w", newline="") as f:
+    with open(os.path.join(args.out, args.name + ".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
@@ -117,7 +124,7 @@ def write_tables(rows, args, variants) -> None:
                          + " | ".join(f"{mean(rs, 'ssim_ddrm'):.3f}" for rs in by) + " |")
     head = (f"Mean PSNR (dB) and SSIM over the held-out photos ({', '.join(HELDOUT_PHOTOS)}); {args.steps} DDRM "
             f"steps, eta 0.85, eta_b 1.0, seed {args.seed}; model: {args.model or 'embedded'}.\n\n")
-    with open(os.path.join(args.out, "quality.md"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(head + "\n".join(lines) + "\n")
     print(head + "\n".join(lines))
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .imageio import to_uint8, write_png_uint8
 from .metrics import psnr_ssim
 
-__all__ = ["Panel", "comparison_panels", "render", "write_comparison"]
+__all__ = ["Panel", "comparison_panels", "render", "write_comparison", "std_picture", "std_panel", "viridis"]
 
 #: (title, image (C, H, W) in [-1, 1], caption under the title or None)
 Panel = Tuple[str, torch.Tensor, Optional[str]]
@@ -26,6 +26,48 @@ def full_size(view: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     if tuple(view.shape[-2:]) == tuple(size):
         return view
     return F.interpolate(view[None].float(), size=size, mode="nearest")[0]
+
+
+#: matplotlib's viridis at 0, 1/8, ..., 1 (perceptually uniform, readable in gray and by colour-blind readers)
+_VIRIDIS = torch.tensor([[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141], [39, 173, 129],
+                         [92, 200, 99], [170, 220, 50], [253, 231, 37]], dtype=torch.float32) / 255
+
+
+def viridis(values: torch.Tensor) -> torch.Tensor:
+    """values in [0, 1], any shape S -> colours (3, *S) in [0, 1], interpolated linearly between the anchors."""
+    pos = values.clamp(0, 1).float() * (len(_VIRIDIS) - 1)
+    lo = pos.floor().long().clamp(max=len(_VIRIDIS) - 2)
+    frac = (pos - lo).unsqueeze(-1)
+    colours = _VIRIDIS[lo] * (1 - frac) + _VIRIDIS[lo + 1] * frac
+    return colours.movedim(-1, 0)
+
+
+_BAR, _LABELS = 10, 44  # the scale's colour bar and the room for its numbers, in pixels
+
+
+def std_picture(std: torch.Tensor) -> Tuple[torch.Tensor, float]:
+    """The posterior's per-pixel standard deviation as a picture with its scale: ``std`` (C, H, W) in image units
+    ([-1, 1] images) -> ((3, H, W + 56) in [-1, 1]: the root mean square over channels, in [0, 1] pixel units,
+    colour-mapped (viridis) from 0 to its maximum, then a colour bar labelled with both), that maximum)."""
+    from PIL import Image, ImageDraw
+
+    pixel = std.float().pow(2).mean(0).sqrt() / 2  # [-1, 1] units -> [0, 1] pixel units
+    top = float(pixel.max())
+    h, w = pixel.shape
+    canvas = torch.ones(3, h, w + 4 + _BAR + _LABELS)
+    canvas[:, :, :w] = viridis(pixel / top if top > 0 else pixel)
+    canvas[:, :, w + 4:w + 4 + _BAR] = viridis(torch.linspace(1, 0, h)).unsqueeze(-1)
+    image = Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.text((w + 6 + _BAR, 0), f"{top:.3f}", fill="black")
+    draw.text((w + 6 + _BAR, max(h - 11, 12)), "0", fill="black")
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 127.5 - 1, top
+
+
+def std_panel(std: torch.Tensor, samples: int) -> Panel:
+    """The comparison figure's panel of the posterior's standard deviation (:func:`std_picture`)."""
+    picture, top = std_picture(std)
+    return (f"std of {samples} samples", picture, f"0 to {top:.3f} (pixel units)")
 
 
 def comparison_panels(clean: Optional[torch.Tensor], degraded: torch.Tensor, baseline_name: str,

@@ -15,10 +15,10 @@ from typing import Iterator, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .files import PNG_KEY, atomic_write, open_regular, png_record
+from .files import PNG_KEY, atomic_write, open_regular, png_record, read_npy
 
-__all__ = ["open_image", "read_image", "read_mask", "image_size", "upright", "to_uint8", "write_png", "write_png_uint8",
-           "read_png_info", "PNG_KEY"]
+__all__ = ["open_image", "read_image", "read_mask", "read_kernel", "MAX_KERNEL_SIDE", "image_size", "upright",
+           "to_uint8", "write_png", "write_png_uint8", "read_png_info", "PNG_KEY"]
 
 
 
@@ -117,6 +117,34 @@ def read_mask(path: str, size: Tuple[int, int]) -> torch.Tensor:
     """
     m = read_image(path, ("L", "1", "RGB"), what="mask", size=size)
     return (m.amax(0) > -1).float()
+
+
+#: the largest side a blur kernel file may have (checked from its header, before its values are read)
+MAX_KERNEL_SIDE = 257
+
+
+def read_kernel(path: str, what: str = "--kernel") -> torch.Tensor:
+    """A blur kernel (point-spread function) file as float32 (kh, kw), normalised to sum 1: a ``.npy`` array (2-D,
+    real) or a gray or RGB image (PNG/JPEG: its brightness is the weight). Each side at most
+    :data:`MAX_KERNEL_SIDE`; the values finite, >= 0 and not all zero. A ValueError names the file otherwise."""
+    if path.lower().endswith(".npy"):
+        k = torch.from_numpy(read_npy(path, what, MAX_KERNEL_SIDE**2))
+        if k.dim() != 2:
+            raise ValueError(f"{what} {path}: a 2-D array expected, got shape {tuple(k.shape)}")
+    else:
+        h, w = image_size(path, what)
+        if max(h, w) > MAX_KERNEL_SIDE:
+            raise ValueError(f"{what} {path}: {w}x{h} is larger than a kernel may be ({MAX_KERNEL_SIDE} per side)")
+        k = (read_image(path, ("L", "RGB"), what=what).mean(0) + 1) / 2
+    if max(k.shape) > MAX_KERNEL_SIDE:
+        raise ValueError(f"{what} {path}: shape {tuple(k.shape)} is larger than a kernel may be "
+                         f"({MAX_KERNEL_SIDE} per side)")
+    if not bool(torch.isfinite(k).all()) or bool((k < 0).any()):
+        raise ValueError(f"{what} {path}: the weights must be finite and >= 0")
+    total = float(k.double().sum())
+    if total <= 0:
+        raise ValueError(f"{what} {path}: all weights are zero")
+    return (k.double() / total).float()
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -6,7 +6,8 @@ operators and its global generator's draws, which it reproduces).
 - :func:`measure` makes a :class:`Measurement` from a clean image (degraded here: y = H x + noise) or an observed one
   (the measurement itself), with a mask and a per-pixel noise map, all randomness from the image's own seed.
 - :func:`stack` puts measurements of one task and size into one batch (per-image masks and noise levels).
-- :func:`restore` samples a batch with DDRM as :class:`Settings` say (or K samples of one measurement, averaged).
+- :func:`restore` samples a batch with DDRM as :class:`Settings` say (or K samples of one measurement, averaged);
+  :func:`posterior` gives the per-pixel mean and standard deviation of K samples.
 - :func:`baseline`, :func:`view` and :func:`score`: the classical restoration a user compares with (bicubic,
   Wiener, the pseudo-inverse), the measurement as a picture, and PSNR/SSIM of both against the clean image.
 """
@@ -21,10 +22,11 @@ import torch
 from . import operators as O
 from . import tasks
 from .metrics import psnr_ssim
-from .sampler import ddrm_sample
+from .sampler import Posterior, ddrm_sample
+from .sampler import posterior as sample_posterior
 from ._utils import Model
 
-__all__ = ["Settings", "Measurement", "measure", "stack", "restore", "baseline", "view", "score", "Scores",
+__all__ = ["Settings", "Measurement", "measure", "stack", "restore", "posterior", "baseline", "view", "score", "Scores",
            "model_divisor", "check_size"]
 
 
@@ -75,16 +77,18 @@ class Measurement:
 
 
 def measure(task: str, image: torch.Tensor, *, sigma_y: float, seed: int, observed: bool = False,
-            mask: Optional[torch.Tensor] = None, noise_map: Optional[torch.Tensor] = None) -> Measurement:
+            mask: Optional[torch.Tensor] = None, noise_map: Optional[torch.Tensor] = None,
+            options: Optional[tasks.Options] = None) -> Measurement:
     """Measure ``image`` (C, H, W) in [-1, 1] for ``task``. A clean image is degraded: the operator (an inpainting
     mask, when none is given, drawn), then the noise of std ``sigma_y`` (pixel units; or ``noise_map``, y's spatial
-    shape, per pixel), all from a generator seeded with ``seed``; an ``observed`` image is the measurement itself."""
+    shape, per pixel), all from a generator seeded with ``seed``; an ``observed`` image is the measurement itself.
+    ``options``: the blur kernel of ``deblur``, the scale and 1-D kernel of ``resize`` (:class:`tasks.Options`)."""
     g = torch.Generator().manual_seed(seed)
     if observed:
-        op, y = tasks.measurement_from_observed(task, image, mask)
+        op, y = tasks.measurement_from_observed(task, image, mask, options)
         clean = None
     else:
-        op = tasks.make_operator(task, image.shape, mask, generator=g)
+        op = tasks.make_operator(task, image.shape, mask, generator=g, options=options)
         clean, y = image, None
     sigma: Union[float, torch.Tensor] = 2 * float(sigma_y)  # [0, 1] pixel units -> [-1, 1] image units
     if noise_map is not None:
@@ -120,26 +124,37 @@ def restore(model: Model, betas: torch.Tensor, measurements: Sequence[Measuremen
             device: Union[str, torch.device] = "cpu", samples: int = 1,
             sampler: Optional[Callable] = None) -> torch.Tensor:
     """The DDRM restorations (B, C, H, W), on the CPU, of a batch of measurements (:func:`stack`), each image's
-    noise from its own stream. With ``samples`` K > 1 (one measurement): the mean of K samples of the same y, each
-    row of one batch drawing its own noise, an estimate of the posterior mean. ``sampler``: a stand-in for
+    noise from its own stream. With ``samples`` K > 1 (one measurement): the mean of K samples of the same y
+    (:func:`posterior`), an estimate of the posterior mean. ``sampler``: a stand-in for
     :func:`ddrm_fast.ddrm_sample` with its signature (tests, benchmarks)."""
-    device, sampler = torch.device(device), sampler or ddrm_sample
     if samples > 1:
         if len(measurements) != 1:
             raise ValueError("samples > 1 averages the samples of one measurement")
-        m = measurements[0]
-        op, y, sigma = m.operator, m.y.expand(samples, *m.y.shape[1:]).contiguous(), m.sigma
-        generator: Union[torch.Generator, list] = m.generator()
-    else:
-        op, y, sigma = stack(measurements)
-        generator = [m.generator() for m in measurements] if len(measurements) > 1 else measurements[0].generator()
+        # a sample's squared error is the posterior mean's plus the posterior variance; the mean of K samples keeps
+        # 1/K of that variance (benchmarks/RESULTS.md, "Rotations, and the mean of two samples")
+        return posterior(model, betas, measurements[0], settings, device, samples, sampler=sampler).mean
+    device, sampler = torch.device(device), sampler or ddrm_sample
+    op, y, sigma = stack(measurements)
+    generator = [m.generator() for m in measurements] if len(measurements) > 1 else measurements[0].generator()
     with torch.no_grad():  # a copy of the operator moves: the measurement's stays where it is, for its baseline
         sigma = sigma.to(device) if isinstance(sigma, torch.Tensor) else sigma
         x = sampler(model, y.to(device), copy.copy(op).to(device), sigma, schedule=betas.float(),
                     generator=generator, **settings.sampler_kwargs())
-    # a sample's squared error is the posterior mean's plus the posterior variance; the mean of K samples keeps 1/K
-    # of that variance (benchmarks/RESULTS.md, "Rotations, and the mean of two samples")
-    return x.mean(0, keepdim=True).cpu() if samples > 1 else x.cpu()
+    return x.cpu()
+
+
+def posterior(model: Model, betas: torch.Tensor, m: Measurement, settings: Settings,
+              device: Union[str, torch.device] = "cpu", samples: int = 8, chunk: Optional[int] = None,
+              sampler: Optional[Callable] = None) -> Posterior:
+    """The per-pixel mean and standard deviation (on the CPU) of K DDRM samples of ``m``
+    (:func:`ddrm_fast.posterior`): the seeds of the K streams come from the image's own stream, so a given seed
+    gives the same statistics whatever the chunk."""
+    device = torch.device(device)
+    sigma = m.sigma.to(device) if isinstance(m.sigma, torch.Tensor) else m.sigma
+    stats = sample_posterior(model, m.y.to(device), copy.copy(m.operator).to(device), sigma, samples=samples,
+                             chunk=chunk, generator=m.generator(), sampler=sampler, schedule=betas.float(),
+                             **settings.sampler_kwargs())
+    return Posterior(stats.mean.cpu(), stats.std.cpu(), stats.samples)
 
 
 def baseline(m: Measurement) -> Tuple[str, torch.Tensor]:

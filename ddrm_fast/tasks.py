@@ -3,7 +3,10 @@
 
 Names and operators follow the original: ``deno``, ``inp`` (a random half of the pixels missing, or a given mask),
 ``sr2``/``sr4`` (block averaging), ``color``, ``deblur_uni`` (9-tap uniform), ``deblur_gauss`` (5-tap Gaussian, sigma
-10), ``sr_bicubic4``, ``cs4`` (Walsh-Hadamard compressed sensing, ratio 4).
+10), ``sr_bicubic4``, ``cs4`` (Walsh-Hadamard compressed sensing, ratio 4). Beyond the original, tasks that take
+:class:`Options`: ``deblur`` (any 2-D kernel, circular boundary: ``operators.Convolution``), ``resize`` (downsizing by
+any scale with a 1-D kernel: ``operators.Kronecker``) and ``color_sr4`` (a gray photo at a quarter of the size:
+luma and 4x bicubic downsampling in one Kronecker operator).
 Images are (C, H, W) in [-1, 1]; a noise level ``sigma`` in [0, 1] pixel units is 2 sigma here (as the original).
 """
 from __future__ import annotations
@@ -16,10 +19,14 @@ import torch.nn.functional as F
 
 from . import operators as O
 
-__all__ = ["Task", "TASKS", "REGISTRY", "get", "make_operator", "degrade", "measurement_from_observed",
-           "measurement_view", "baseline", "task_divisor"]
+__all__ = ["Task", "TASKS", "REGISTRY", "Options", "get", "make_operator", "degrade", "measurement_from_observed",
+           "measurement_view", "baseline", "task_divisor", "motion_kernel", "LUMA", "input_modes",
+           "restored_size"]
 
 Shape = Tuple[int, int, int]
+
+#: ITU-R BT.601 luma, what a gray photo records of a colour scene (PIL's RGB -> L)
+LUMA = (0.299, 0.587, 0.114)
 
 #: the prior standard deviation of an image coordinate in [-1, 1] units assumed by the Wiener baseline
 WIENER_SIGNAL_STD = 0.5
@@ -44,6 +51,34 @@ def wiener(op: O.LinearOperator, y: torch.Tensor, sigma: float) -> torch.Tensor:
     return op.V(op.add_zeros(uty * gain)).reshape(uty.shape[0], *op.image_shape)
 
 
+def upsample(op: O.LinearOperator, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The low-res y enlarged with the 1-D kernel of the resize operator (``op.kernel_1d``) along rows and columns:
+    the classical upsampling matching ``resize`` (gray y, from ``color_sr4``, spread over the three channels)."""
+    c, h, w = op.y_shape
+    big = op.image_shape
+    up_h = O.resize_matrix(h, big[1], op.kernel_1d).float().to(y.device)
+    up_w = O.resize_matrix(w, big[2], op.kernel_1d).float().to(y.device)
+    out = up_h @ y.reshape(y.shape[0], c, h, w).float() @ up_w.t()
+    return out.expand(-1, big[0], -1, -1).clamp(-1, 1)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the tasks beyond the original's take: ``kernel`` (kh, kw), the blur of ``deblur`` (normalised to sum 1
+    by :func:`ddrm_fast.imageio.read_kernel`); ``scale`` (> 1) and ``kernel_1d`` (box, bilinear, bicubic, lanczos3),
+    the downsizing of ``resize``. The other tasks ignore them."""
+
+    kernel: Optional[torch.Tensor] = None
+    scale: float = 2.0
+    kernel_1d: str = "bicubic"
+
+    def __post_init__(self):
+        if not (isinstance(self.scale, (int, float)) and self.scale >= 1):
+            raise ValueError(f"scale must be a number >= 1, got {self.scale!r}")
+        if self.kernel_1d not in O.KERNELS_1D:
+            raise ValueError(f"kernel_1d must be one of {', '.join(O.KERNELS_1D)}, got {self.kernel_1d!r}")
+
+
 @dataclass(frozen=True)
 class Task:
     """One task: its operator for an image shape, and what an observed image (the measurement itself) means."""
@@ -51,10 +86,16 @@ class Task:
     name: str
     #: what H and W must be divisible by (the ratio of super-resolution)
     divisor: int
-    #: (image shape, mask (H, W) or (1|C, H, W) or None, generator) -> the operator
-    operator: Callable[[Shape, Optional[torch.Tensor], Optional[torch.Generator]], O.LinearOperator]
-    #: an observed image (C, H, W) and mask -> (operator, y with a batch dimension); None: y is not an image
-    from_observed: Optional[Callable[[torch.Tensor, Optional[torch.Tensor]], tuple]] = None
+    #: (image shape, mask (H, W) or (1|C, H, W) or None, generator, options) -> the operator
+    operator: Callable[[Shape, Optional[torch.Tensor], Optional[torch.Generator], Options], O.LinearOperator]
+    #: (an observed image (C, H, W), mask, options) -> (operator, y with a batch dimension); None: y is not an image
+    from_observed: Optional[Callable[[torch.Tensor, Optional[torch.Tensor], Options], tuple]] = None
+    #: what an observed image is, for the one-line error when it does not fit
+    observed_means: str = "the degraded image"
+    #: an observed image may be gray (mode L) as well as RGB
+    gray_input: bool = False
+    #: how much larger than an observed image its restoration is (default: the divisor, the ratio of SR)
+    enlarges: Optional[Callable[[Options], float]] = None
     #: (operator, y of one image, pseudo-inverse) -> the measurement as a picture
     view: Callable[[O.LinearOperator, torch.Tensor, torch.Tensor], torch.Tensor] = lambda op, y, pinv: y
     #: (operator, y with a batch dimension, sigma) -> the classical restoration a user compares DDRM with
@@ -68,7 +109,7 @@ def _gauss_kernel() -> torch.Tensor:
     return (k / k.sum()).float()
 
 
-def _inpaint(shape: Shape, mask: Optional[torch.Tensor], generator) -> O.Inpaint:
+def _inpaint(shape: Shape, mask: Optional[torch.Tensor], generator, options=None) -> O.Inpaint:
     c, h, w = shape
     if mask is None:  # a random half of the pixels, all channels
         mask = (torch.rand(h, w, generator=generator) >= 0.5).float()
@@ -80,7 +121,7 @@ def _inpaint(shape: Shape, mask: Optional[torch.Tensor], generator) -> O.Inpaint
     return O.Inpaint(mask[None], channels=c)
 
 
-def _colorize(shape: Shape, mask, generator) -> O.Colorize:
+def _colorize(shape: Shape, mask, generator, options=None) -> O.Colorize:
     if shape[0] != 3:
         raise ValueError(f"task color needs a 3-channel image, got {shape[0]} channels")
     return O.Colorize(shape)
@@ -88,45 +129,118 @@ def _colorize(shape: Shape, mask, generator) -> O.Colorize:
 
 def _same(task: str):
     """from_observed of tasks whose y is an image of the restoration's size (deno, deblur_*)."""
-    return lambda observed, mask: (get(task).operator(tuple(observed.shape), None, None), observed[None])
+    return lambda observed, mask, options: (get(task).operator(tuple(observed.shape), None, None, options),
+                                            observed[None])
 
 
 def _low_res(task: str, ratio: int):
     """from_observed of super-resolution: the restoration is ``ratio`` times larger."""
-    def observe(observed, mask):
+    def observe(observed, mask, options):
         c, h, w = observed.shape
-        return get(task).operator((c, h * ratio, w * ratio), None, None), observed[None]
+        return get(task).operator((c, h * ratio, w * ratio), None, None, options), observed[None]
     return observe
 
 
-def _observed_inpaint(observed, mask):
+def _observed_inpaint(observed, mask, options):
     if mask is None:
         raise ValueError("task inp with --observed needs --mask (white = observed pixels)")
     op = _inpaint(tuple(observed.shape), mask, None)
     return op, op.H(observed[None])
 
 
-def _observed_gray(observed, mask):
+def _convolution(shape: Shape, mask, generator, options: Options) -> O.Convolution:
+    if options.kernel is None:
+        raise ValueError("task deblur needs a blur kernel (--kernel FILE: .npy or an image)")
+    k = options.kernel
+    if k.shape[-2] > shape[1] or k.shape[-1] > shape[2]:
+        raise ValueError(f"task deblur: the kernel ({k.shape[-1]}x{k.shape[-2]}) is larger than the image "
+                         f"({shape[2]}x{shape[1]})")
+    return O.Convolution(k, shape)
+
+
+def _low_size(size: int, scale: float) -> int:
+    return max(1, round(size / scale))
+
+
+def _resize(shape: Shape, mask, generator, options: Options, out: Optional[Tuple[int, int]] = None) -> O.Kronecker:
+    c, h, w = shape
+    oh, ow = out or (_low_size(h, options.scale), _low_size(w, options.scale))
+    op = O.Kronecker(None, O.resize_matrix(h, oh, options.kernel_1d), O.resize_matrix(w, ow, options.kernel_1d),
+                     image_shape=shape)
+    op.kernel_1d = options.kernel_1d
+    return op
+
+
+def _observed_resize(observed, mask, options: Options):
+    c, h, w = observed.shape  # the restoration is scale times larger (rounded): y keeps the observed size
+    return _resize((c, round(h * options.scale), round(w * options.scale)), None, None, options, (h, w)), observed[None]
+
+
+def _color_sr(shape: Shape, mask, generator, options=None) -> O.Kronecker:
+    if shape[0] != 3:
+        raise ValueError(f"task color_sr4 needs a 3-channel image, got {shape[0]} channels")
+    c, h, w = shape
+    op = O.Kronecker([list(LUMA)], O.resize_matrix(h, h // 4), O.resize_matrix(w, w // 4))
+    op.kernel_1d = "bicubic"
+    return op
+
+
+def _observed_gray_low_res(observed, mask, options):
+    gray = (observed * torch.tensor(LUMA).view(3, 1, 1)).sum(0, keepdim=True) if observed.shape[0] == 3 else observed
+    c, h, w = gray.shape
+    return _color_sr((3, 4 * h, 4 * w), None, None), gray[None]
+
+
+def motion_kernel(length: int = 9, angle: float = 30.0, size: Optional[int] = None) -> torch.Tensor:
+    """A linear motion blur: a line of ``length`` pixels at ``angle`` degrees (counter-clockwise from the x axis),
+    drawn with anti-aliasing (each of 16 sub-steps per pixel shares its weight bilinearly) in a ``size`` x ``size``
+    kernel (default: the smallest odd size holding it), normalised to sum 1. Not separable for angles other than
+    multiples of 90 degrees."""
+    import math
+
+    size = size or (2 * math.ceil(length / 2) + 1)
+    k = torch.zeros(size, size, dtype=torch.float64)
+    c, a = (size - 1) / 2, math.radians(angle)
+    for t in torch.linspace(-(length - 1) / 2, (length - 1) / 2, 16 * length).tolist():
+        x, y = c + t * math.cos(a), c - t * math.sin(a)
+        x0, y0 = math.floor(x), math.floor(y)
+        for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            wgt = (1 - abs(x - x0 - dx)) * (1 - abs(y - y0 - dy))
+            if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
+                k[y0 + dy, x0 + dx] += wgt
+    return (k / k.sum()).float()
+
+
+def _observed_gray(observed, mask, options):
     # a gray image g (any channel count, equal channels) is H applied to (g, g, g): sum(weights) * g
     op = O.Colorize((3, *observed.shape[1:]))
     return op, (observed.mean(0, keepdim=True) * op.weights.sum())[None]
 
 
 REGISTRY: Dict[str, Task] = {t.name: t for t in (
-    Task("deno", 1, lambda shape, mask, g: O.Denoise(shape), _same("deno")),
-    Task("inp", 1, _inpaint, _observed_inpaint),
-    Task("sr2", 2, lambda shape, mask, g: O.SuperRes(2, shape), _low_res("sr2", 2), baseline=bicubic,
-         baseline_name="bicubic"),
-    Task("sr4", 4, lambda shape, mask, g: O.SuperRes(4, shape), _low_res("sr4", 4), baseline=bicubic,
-         baseline_name="bicubic"),
-    Task("color", 1, _colorize, _observed_gray, view=lambda op, y, pinv: (y / op.weights.sum()).expand(3, -1, -1)),
-    Task("deblur_uni", 1, lambda shape, mask, g: O.Blur([1 / 9] * 9, shape), _same("deblur_uni"), baseline=wiener,
-         baseline_name="Wiener"),
-    Task("deblur_gauss", 1, lambda shape, mask, g: O.Blur(_gauss_kernel(), shape), _same("deblur_gauss"),
-         baseline=wiener, baseline_name="Wiener"),
-    Task("sr_bicubic4", 4, lambda shape, mask, g: O.SRBicubic(4, shape), _low_res("sr_bicubic4", 4),
-         baseline=bicubic, baseline_name="bicubic"),
-    Task("cs4", 1, lambda shape, mask, g: O.WalshHadamardCS(4, shape), view=lambda op, y, pinv: pinv),
+    Task("deno", 1, lambda shape, mask, g, o: O.Denoise(shape), _same("deno"), observed_means="the noisy image"),
+    Task("inp", 1, _inpaint, _observed_inpaint, observed_means="the image with its missing pixels (and --mask)"),
+    Task("sr2", 2, lambda shape, mask, g, o: O.SuperRes(2, shape), _low_res("sr2", 2), baseline=bicubic,
+         baseline_name="bicubic", observed_means="the low-resolution image (the result is 2x larger)"),
+    Task("sr4", 4, lambda shape, mask, g, o: O.SuperRes(4, shape), _low_res("sr4", 4), baseline=bicubic,
+         baseline_name="bicubic", observed_means="the low-resolution image (the result is 4x larger)"),
+    Task("color", 1, _colorize, _observed_gray, view=lambda op, y, pinv: (y / op.weights.sum()).expand(3, -1, -1),
+         observed_means="the gray image", gray_input=True),
+    Task("deblur_uni", 1, lambda shape, mask, g, o: O.Blur([1 / 9] * 9, shape), _same("deblur_uni"),
+         baseline=wiener, baseline_name="Wiener", observed_means="the blurred image"),
+    Task("deblur_gauss", 1, lambda shape, mask, g, o: O.Blur(_gauss_kernel(), shape), _same("deblur_gauss"),
+         baseline=wiener, baseline_name="Wiener", observed_means="the blurred image"),
+    Task("sr_bicubic4", 4, lambda shape, mask, g, o: O.SRBicubic(4, shape), _low_res("sr_bicubic4", 4),
+         baseline=bicubic, baseline_name="bicubic",
+         observed_means="the low-resolution image (the result is 4x larger)"),
+    Task("cs4", 1, lambda shape, mask, g, o: O.WalshHadamardCS(4, shape), view=lambda op, y, pinv: pinv),
+    Task("deblur", 1, _convolution, _same("deblur"), baseline=wiener, baseline_name="Wiener",
+         observed_means="the blurred image (blurred by --kernel)"),
+    Task("resize", 1, _resize, _observed_resize, baseline=upsample, baseline_name="upsampled",
+         observed_means="the small image (the result is --scale times larger)", enlarges=lambda o: o.scale),
+    Task("color_sr4", 4, _color_sr, _observed_gray_low_res, baseline=upsample, baseline_name="gray upsampled",
+         view=lambda op, y, pinv: y.expand(3, -1, -1),
+         observed_means="the gray low-resolution image (the result is in colour and 4x larger)", gray_input=True),
 )}
 TASKS = tuple(REGISTRY)
 
@@ -143,19 +257,36 @@ def task_divisor(task: str) -> int:
     return get(task).divisor
 
 
+def input_modes(task: str, observed: bool) -> Tuple[str, ...]:
+    """The image modes an input file of ``task`` may have: RGB, or gray too for an observed colourisation."""
+    return ("L", "RGB") if observed and get(task).gray_input else ("RGB",)
+
+
+def restored_size(task: str, height: int, width: int, observed: bool,
+                  options: Optional[Options] = None) -> Tuple[int, int]:
+    """(H, W) of the restoration of an input of ``height`` x ``width``: the same for a clean input; for an observed
+    one, as much larger as the task enlarges (its ratio, or the scale of ``resize``)."""
+    if not observed:
+        return height, width
+    record = get(task)
+    factor = record.enlarges(options or Options()) if record.enlarges else record.divisor
+    return round(height * factor), round(width * factor)
+
+
 def make_operator(task: str, image_shape: Sequence[int], mask: Optional[torch.Tensor] = None,
-                  generator: Optional[torch.Generator] = None) -> O.LinearOperator:
+                  generator: Optional[torch.Generator] = None, options: Optional[Options] = None) -> O.LinearOperator:
     """The operator of ``task`` for images of ``image_shape`` (C, H, W).
 
     ``mask`` (H, W) or (1|C, H, W), nonzero = observed, is used by ``inp``; without one, a random half of the pixels
-    (all channels) is missing, drawn from ``generator``.
+    (all channels) is missing, drawn from ``generator``. ``options``: the kernel of ``deblur``, the scale and 1-D
+    kernel of ``resize``.
     """
     record = get(task)
     shape = tuple(int(v) for v in image_shape)
     if shape[1] % record.divisor or shape[2] % record.divisor:
         raise ValueError(f"task {task}: image size {shape[1]}x{shape[2]} is not divisible by the ratio "
                          f"{record.divisor}")
-    return record.operator(shape, mask, generator)
+    return record.operator(shape, mask, generator, options or Options())
 
 
 def degrade(x: torch.Tensor, operator: O.LinearOperator, sigma: Union[float, torch.Tensor],
@@ -171,15 +302,17 @@ def degrade(x: torch.Tensor, operator: O.LinearOperator, sigma: Union[float, tor
     return y
 
 
-def measurement_from_observed(task: str, observed: torch.Tensor, mask: Optional[torch.Tensor] = None):
+def measurement_from_observed(task: str, observed: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                              options: Optional[Options] = None):
     """(operator, y) when the input file is the measurement itself: a noisy image (deno), a masked image plus its
-    mask (inp), a low-res image (sr2, sr4, sr_bicubic4: the restoration is ratio times larger), a gray image (color),
-    a blurred image (deblur_*). ``observed`` is (C, H, W) in [-1, 1]; returns y with a batch dimension."""
+    mask (inp), a low-res image (sr2, sr4, sr_bicubic4: the restoration is ratio times larger; resize: scale times),
+    a gray image (color; color_sr4: gray and low-res), a blurred image (deblur_*, deblur). ``observed`` is (C, H, W)
+    in [-1, 1]; returns y with a batch dimension."""
     record = get(task)
     if record.from_observed is None:
         raise ValueError(f"task {task}: its measurement is not an image; give the clean image instead (without "
                          f"--observed)")
-    return record.from_observed(observed, mask)
+    return record.from_observed(observed, mask, options or Options())
 
 
 def measurement_view(task: str, operator: O.LinearOperator, y: torch.Tensor, pinv: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,8 @@ def test_bad_size_is_one_line_and_nonzero():
     p = subprocess.run([sys.executable, "-m", "ddrm_fast", "demo", "--size", "30", "--task", "sr4"],
                        capture_output=True, text=True)
     assert p.returncode == 2
-    assert p.stderr.strip().splitlines() == ["ddrm-fast: error: ratio 4 does not divide the image size 30x30"]
+    want = "ddrm-fast: error: task sr4: image size 30x30 is not divisible by the ratio 4"
+    assert p.stderr.strip().splitlines() == [want]
 
 
 # --- restore and train -------------------------------------------------------------------------------------------
@@ -111,6 +112,72 @@ def test_restore_errors_are_one_line_and_write_nothing(small_png, tmp_path, caps
            "model file not found")
     _fails(["restore", small_png, "--task", "deno", "--sigma-y", "3"], tmp_path, capsys,
            "argument --sigma-y: must lie in [0, 1], got 3.0")
+
+
+def test_restore_own_degradations_from_the_command_line(small_png, tmp_path, capsys):
+    """deblur with a kernel file (npy and PNG alike), resize by any scale, color_sr4; each against its baseline, and
+    each observed: the degraded file restored again gives the same operator and size."""
+    from ddrm_fast import restoration, tasks
+    from ddrm_fast.imageio import read_image, read_kernel
+
+    kernel = tasks.motion_kernel(5, 30)
+    np.save(tmp_path / "psf.npy", kernel.numpy())
+    Image.fromarray((kernel / kernel.max() * 255).round().byte().numpy()).save(tmp_path / "psf.png")
+    torch.testing.assert_close(read_kernel(str(tmp_path / "psf.png")), kernel, atol=1e-3, rtol=0)
+    runs = [("deblur", ["--kernel", str(tmp_path / "psf.npy")], "wiener", "Wiener"),
+            ("resize", ["--scale", "2.5", "--kernel-1d", "lanczos3"], "upsampled", "upsampled"),
+            ("color_sr4", [], "gray_upsampled", "gray upsampled")]
+    for task, extra, base_file, base_name in runs:
+        out = tmp_path / task
+        assert cli(["restore", small_png, "--task", task, "--steps", "3", "-o", str(out), "--no-progress"]
+                   + extra) == 0
+        text = capsys.readouterr().out
+        assert f"dB vs {base_name})" in text, text
+        assert sorted(os.listdir(out)) == sorted(f"face_{task}_{kind}.png" for kind in ("restored", "degraded",
+                                                                                         base_file))
+        assert Image.open(out / f"face_{task}_restored.png").size == (32, 32)
+        # the degraded file, restored as observed: the operator the clean run measured with, up to 8-bit rounding
+        degraded = str(out / f"face_{task}_degraded.png")
+        again = tmp_path / f"{task}_again"
+        assert cli(["restore", degraded, "--task", task, "--observed", "--steps", "2", "-o", str(again),
+                    "--no-progress"] + extra) == 0
+        capsys.readouterr()
+        assert Image.open(again / f"face_{task}_degraded_{task}_restored.png").size == (32, 32), task
+    # what the degraded image holds: the operator applied to the clean image, plus the noise of seed 0
+    m = restoration.measure("deblur", read_image(small_png), sigma_y=0.05, seed=0,
+                            options=tasks.Options(kernel=read_kernel(str(tmp_path / "psf.npy"))))
+    written = read_image(str(tmp_path / "deblur" / "face_deblur_degraded.png"))
+    assert (written - m.y[0].clamp(-1, 1)).abs().max() <= 1 / 127.5 + 1e-6
+
+
+def test_own_degradation_errors_are_one_line(small_png, tmp_path, capsys):
+    np.save(tmp_path / "neg.npy", -np.ones((3, 3), np.float32))
+    np.save(tmp_path / "cube.npy", np.ones((3, 3, 3), np.float32))
+    np.save(tmp_path / "zeros.npy", np.zeros((3, 3), np.float32))
+    big = tmp_path / "big.npy"  # declares 100000 x 100000 float32 in its header: refused unread
+    with open(big, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+    Image.new("L", (300, 300), 255).save(tmp_path / "wide.png")
+    np.save(tmp_path / "ok.npy", np.ones((3, 3), np.float32))
+    np.save(tmp_path / "huge.npy", np.ones((40, 40), np.float32))
+    for extra, message in ((["--task", "deblur"], "task deblur needs a blur kernel (--kernel FILE"),
+                           (["--task", "sr4", "--kernel", str(tmp_path / "ok.npy")], "--kernel is for --task deblur"),
+                           (["--task", "deno", "--scale", "3"], "--scale is for --task resize"),
+                           (["--task", "deblur", "--kernel", str(tmp_path / "neg.npy")], "finite and >= 0"),
+                           (["--task", "deblur", "--kernel", str(tmp_path / "zeros.npy")], "all weights are zero"),
+                           (["--task", "deblur", "--kernel", str(tmp_path / "cube.npy")], "a 2-D array expected"),
+                           (["--task", "deblur", "--kernel", str(big)], "more than the"),
+                           (["--task", "deblur", "--kernel", str(tmp_path / "wide.png")], "larger than a kernel"),
+                           (["--task", "deblur", "--kernel", str(tmp_path)], "not a regular file"),
+                           (["--task", "deblur", "--kernel", str(tmp_path / "huge.npy")],
+                            "kernel (40x40) is larger than the image (32x32)"),
+                           (["--task", "resize", "--scale", "1"], "argument --scale: must lie in (1, 64]"),
+                           (["--task", "resize", "--kernel-1d", "nearest"], "argument --kernel-1d: invalid choice")):
+        _fails(["restore", small_png] + extra, tmp_path, capsys, message)
+    # an observed input that does not fit says what the task expects
+    Image.new("RGB", (9, 9)).save(tmp_path / "tiny.png")
+    _fails(["restore", str(tmp_path / "tiny.png"), "--task", "resize", "--observed", "--scale", "3"], tmp_path,
+           capsys, "with --observed, INPUT is the small image (the result is --scale times larger)")
 
 
 def test_unknown_task_is_a_usage_error(small_png, tmp_path, capsys):
@@ -434,35 +501,68 @@ def test_every_entry_point_fails_in_one_line_and_touches_nothing(tmp_path):
     assert {k: after[k] for k in before} == before  # every file that was there, byte for byte
 
 
-def test_restore_samples_writes_the_mean_of_k_posterior_samples(small_png, tmp_path, capsys):
-    """--samples 3: the restored PNG is the mean of three samples of the same y, each with its own noise (the
-    library's batch of three rows of y from the command's generator), and the printout and the file say so."""
+def test_restore_samples_writes_the_mean_and_spread_of_k_posterior_samples(small_png, tmp_path, capsys):
+    """--samples 3: the restored PNG is the mean of three samples of the same y, each drawn alone from its own
+    stream (seeded from the image's generator after measuring), the _std.png their per-pixel standard deviation with
+    its scale, the figure has the spread as a fifth panel, and the printout and the files say so."""
     from ddrm_fast import ddrm_sample, tasks
+    from ddrm_fast.figures import std_picture
     from ddrm_fast.imageio import read_image, read_png_info, to_uint8
     from ddrm_fast.models import default_model
+    from ddrm_fast.sampler.posterior import sample_seeds
 
     out = tmp_path / "out"
     assert cli(["restore", small_png, "--task", "sr4", "--steps", "3", "--samples", "3", "-o", str(out),
                 "--no-progress", "--compare", "--exact"]) == 0  # float32 eager: the library's default numbers
     text = capsys.readouterr().out
     assert "3 steps, the mean of 3 samples" in text and "DDRM, mean of 3 PSNR" in text
-    # by hand: y degraded with seed 0's generator, which then samples the three rows
+    # by hand: y degraded with seed 0's generator, which then seeds the three samples, each sampled alone
     g = torch.Generator().manual_seed(0)
     clean = read_image(small_png)[None]
     op = tasks.make_operator("sr4", clean.shape[1:], generator=g)
     y = tasks.degrade(clean, op, 2 * 0.05, g)
     model, betas = default_model("cpu")
-    xs = ddrm_sample(model, y.expand(3, *y.shape[1:]).contiguous(), op, 2 * 0.05, steps=3,
-                     schedule=betas.float(), generator=g, clip_x0=True)
+    xs = torch.cat([ddrm_sample(model, y, op, 2 * 0.05, steps=3, schedule=betas.float(),
+                                generator=torch.Generator().manual_seed(seed), clip_x0=True)
+                    for seed in sample_seeds(3, g)])
     assert (xs[0] - xs[1]).abs().max() > 0.1  # three different samples, not one thrice
     got = np.asarray(Image.open(out / "face_sr4_restored.png")).astype(int)
     assert np.abs(got - to_uint8(xs.mean(0)).astype(int)).max() <= 1  # 8-bit rounding only
     assert np.abs(got - to_uint8(xs[0]).astype(int)).max() > 10
     assert read_png_info(str(out / "face_sr4_restored.png"))["samples"] == 3
-    # one sample per image in folder mode; K must be positive
-    _fails(["restore", "--input-dir", str(tmp_path), "--task", "sr4", "--samples", "2"], tmp_path, capsys,
-           "--samples is for one image")
+    picture, top = std_picture(xs.std(0))
+    info = read_png_info(str(out / "face_sr4_std.png"))
+    assert info["kind"] == "std" and info["samples"] == 3 and info["std_max"] == pytest.approx(top, abs=1e-4)
+    got = np.asarray(Image.open(out / "face_sr4_std.png")).astype(int)
+    assert got.shape == (32, 32 + 58, 3) and np.abs(got - to_uint8(picture).astype(int)).max() <= 2
+    figure = np.asarray(Image.open(out / "face_sr4_compare.png"))
+    assert figure.shape[1] == 4 * 32 + (32 + 58) + 6 * 6  # clean | degraded | bicubic | DDRM | spread
     _fails(["restore", small_png, "--task", "sr4", "--samples", "0"], tmp_path, capsys, "argument --samples")
+
+
+def test_folder_samples_write_the_mean_and_the_spread_per_image(small_png, tmp_path, capsys):
+    """--input-dir with --samples 2: OUT/<name>.png is the one-image command's mean, OUT/std/<name>.png its spread
+    (the same seed, the same streams: chunks of the batch size change nothing)."""
+    from ddrm_fast.batch.manifest import default_seed
+    from ddrm_fast.imageio import read_png_info
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.replace(small_png, folder / "face.png")
+    one, many = tmp_path / "one", tmp_path / "many"
+    seed = str(default_seed("face.png"))  # a folder's image without a manifest entry has the seed of its name
+    assert cli(["restore", str(folder / "face.png"), "--task", "deno", "--steps", "3", "--samples", "3", "-o",
+                str(one), "--no-progress", "--exact", "--seed", seed]) == 0
+    assert cli(["restore", "--input-dir", str(folder), "--task", "deno", "--steps", "3", "--samples", "3",
+                "--batch-size", "2", "-o", str(many), "--no-progress", "--exact", "--num-workers", "0",
+                "--compare"]) == 0
+    for a, b in (("face_deno_restored.png", "face.png"), ("face_deno_std.png", "std/face.png")):
+        pa, pb = np.asarray(Image.open(one / a)).astype(int), np.asarray(Image.open(many / b)).astype(int)
+        assert np.abs(pa - pb).max() <= 1, (a, b)
+    assert read_png_info(str(many / "std" / "face.png"))["samples"] == 3
+    assert np.asarray(Image.open(many / "compare" / "face.png")).shape[1] == 4 * 32 + 90 + 6 * 6
+    report = [json.loads(line) for line in open(many / "report.jsonl")]
+    assert [(r["name"], r["status"], r["samples"]) for r in report] == [("face.png", "ok", 3)]
 
 
 def test_restore_compare_writes_the_side_by_side_figure(small_png, tmp_path, capsys):

@@ -9,8 +9,10 @@ from ddrm_fast import tasks
 def test_every_task_builds_and_degrades():
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     g = torch.Generator().manual_seed(0)
+    options = tasks.Options(kernel=tasks.motion_kernel(5, 45), scale=3.0, kernel_1d="lanczos3")
     for task in tasks.TASKS:
-        op = tasks.make_operator(task, (3, 16, 16), generator=g)
+        op = tasks.make_operator(task, (3, 16, 16), generator=g, options=options)
+        O.check(op)
         y = tasks.degrade(x, op, 0.0)
         torch.testing.assert_close(y, op.H(x))
         assert torch.isfinite(op.H_pinv(y)).all()
@@ -106,3 +108,92 @@ def test_other_tasks_compare_with_the_pseudo_inverse_and_a_noise_map_counts_as_i
     noise_map[0] = 0.5  # rms sqrt((0.25 + 2 * 0.01) / 3) = 0.3, mean 0.233, max 0.5
     assert torch.allclose(tasks.baseline("deblur_uni", blur, yb, noise_map)[1],
                           tasks.baseline("deblur_uni", blur, yb, 0.3)[1])
+
+
+# --- the tasks beyond the original's -------------------------------------------------------------------------------
+def test_motion_kernel_is_a_normalised_non_separable_line():
+    k = tasks.motion_kernel(9, 30)
+    assert k.shape == (11, 11) and float(k.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert int(torch.linalg.matrix_rank(k.double(), rtol=1e-6)) > 1  # not an outer product of two 1-D kernels
+    torch.testing.assert_close(k, k.flip(0, 1))  # a line through the centre
+    horizontal = tasks.motion_kernel(5, 0, size=5)  # the middle row only, all five pixels, symmetric
+    assert float(horizontal[2].sum()) == pytest.approx(1.0, abs=1e-6) and bool((horizontal[2] > 0.1).all())
+    torch.testing.assert_close(horizontal[2], horizontal[2].flip(0))
+
+
+def test_the_bundled_motion_blur_file_is_the_motion_kernel():
+    import os
+
+    from ddrm_fast.imageio import read_kernel
+
+    path = os.path.join(os.path.dirname(tasks.__file__), "data", "motion_blur.png")
+    torch.testing.assert_close(read_kernel(path), tasks.motion_kernel(9, 30), atol=2e-4, rtol=0)  # 8-bit levels
+
+
+def test_new_tasks_build_the_operators_they_name():
+    x = torch.rand(2, 3, 24, 20) * 2 - 1
+    k = tasks.motion_kernel(7, 60)
+    deblur = tasks.make_operator("deblur", (3, 24, 20), options=tasks.Options(kernel=k))
+    assert isinstance(deblur, O.Convolution) and torch.equal(deblur.kernel[0], k)
+    resize = tasks.make_operator("resize", (3, 24, 20), options=tasks.Options(scale=2.5, kernel_1d="box"))
+    assert resize.y_shape == (3, 10, 8)
+    torch.testing.assert_close(resize.H(x), O.resize_matrix(24, 10, "box").float() @ x
+                               @ O.resize_matrix(20, 8, "box").float().t())
+    color_sr = tasks.make_operator("color_sr4", (3, 24, 20))
+    luma = (x * torch.tensor(tasks.LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    want = O.resize_matrix(24, 6).float() @ luma @ O.resize_matrix(20, 5).float().t()
+    torch.testing.assert_close(color_sr.H(x), want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="task deblur needs a blur kernel"):
+        tasks.make_operator("deblur", (3, 8, 8))
+    with pytest.raises(ValueError, match="larger than the image"):
+        tasks.make_operator("deblur", (3, 8, 8), options=tasks.Options(kernel=torch.ones(9, 9) / 81))
+    with pytest.raises(ValueError, match="scale must be"):
+        tasks.Options(scale=0.5)
+    with pytest.raises(ValueError, match="kernel_1d must be one of"):
+        tasks.Options(kernel_1d="nearest")
+
+
+def test_new_tasks_observed_inputs_are_their_measurements():
+    from ddrm_fast import restoration
+
+    options = tasks.Options(kernel=tasks.motion_kernel(5, 20), scale=2.0, kernel_1d="bilinear")
+    clean = torch.rand(3, 16, 24) * 2 - 1
+    for task in ("deblur", "resize", "color_sr4"):
+        m = restoration.measure(task, clean, sigma_y=0.0, seed=0, options=options)
+        picture = m.y[0] if m.y.shape[1] == 3 else m.y[0].expand(3, -1, -1)  # a gray file read as RGB
+        again = restoration.measure(task, picture, sigma_y=0.0, seed=0, observed=True, options=options)
+        assert again.operator.image_shape == (3, 16, 24), task
+        torch.testing.assert_close(again.y, m.y, atol=1e-5, rtol=0)
+        assert tasks.restored_size(task, *picture.shape[1:], True, options) == (16, 24)
+    assert tasks.input_modes("color_sr4", True) == ("L", "RGB") and tasks.input_modes("deblur", True) == ("RGB",)
+
+
+def test_deblur_baseline_is_the_fourier_wiener_filter():
+    """Wiener deconvolution done the classical way, in the 2-D DFT: conj(K) Y / (|K|^2 + (sigma / std)^2), with the
+    frequencies the operator counts unmeasured (|K| < 1e-3) left out."""
+    k = tasks.motion_kernel(7, 30)
+    op = tasks.make_operator("deblur", (1, 16, 12), options=tasks.Options(kernel=k))
+    y = torch.randn(1, 1, 16, 12, generator=torch.Generator().manual_seed(0))
+    padded = torch.zeros(16, 12, dtype=torch.float64)
+    padded[:k.shape[0], :k.shape[1]] = k.double()
+    K = torch.fft.fft2(torch.roll(padded, (-(k.shape[0] // 2), -(k.shape[1] // 2)), dims=(0, 1)))
+    for sigma in (0.1, 0.02):
+        lam = (sigma / tasks.WIENER_SIGNAL_STD) ** 2
+        gain = torch.where(K.abs() >= 1e-3, K.conj() / (K.abs() ** 2 + lam), torch.zeros_like(K))
+        want = torch.fft.ifft2(torch.fft.fft2(y[0, 0].double()) * gain).real
+        name, base = tasks.baseline("deblur", op, y, sigma)
+        assert name == "Wiener"
+        torch.testing.assert_close(base[0, 0].double(), want, atol=1e-4, rtol=0)
+
+
+def test_resize_baseline_is_the_matching_upsampling():
+    import torch.nn.functional as F
+
+    op = tasks.make_operator("resize", (3, 16, 20), options=tasks.Options(scale=2.0, kernel_1d="bilinear"))
+    y = torch.rand(1, 3, 8, 10) * 2 - 1
+    name, base = tasks.baseline("resize", op, y, 0.0)
+    assert name == "upsampled"
+    torch.testing.assert_close(base, F.interpolate(y, size=(16, 20), mode="bilinear", align_corners=False),
+                               atol=1e-5, rtol=0)
+    name, base = tasks.baseline("color_sr4", tasks.make_operator("color_sr4", (3, 16, 20)), y[:, :1, :4, :5], 0.0)
+    assert name == "gray upsampled" and base.shape == (1, 3, 16, 20) and torch.equal(base[:, 0], base[:, 2])

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Union
 import torch
 
 from .. import restoration, speed, tasks
-from ..figures import comparison_panels, write_comparison
+from ..figures import comparison_panels, std_panel, std_picture, write_comparison
 from ..files import DiskFull, FolderLock, LineLog, is_disk_full, read_npy, refuse_foreign, remove_own_temporaries
 from ..imageio import read_image, read_mask, write_png
 from ..restoration import Measurement, Settings
@@ -50,10 +50,16 @@ class FolderJob:
     settings: Settings = Settings()
     #: run the network as :func:`ddrm_fast.speed.auto` chooses for each batch's task (the command line's default)
     network_per_task: bool = False
+    #: the blur kernel of ``deblur``, the scale and 1-D kernel of ``resize``
+    options: tasks.Options = tasks.Options()
+    #: K > 1: each image's output is the mean of K posterior samples, its spread OUT/std/<stem>.png
+    samples: int = 1
 
     def __post_init__(self):
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"--batch-size must be an integer >= 1, got {self.batch_size!r}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise ValueError(f"--samples must be an integer >= 1, got {self.samples!r}")
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"--num-workers must be an integer >= 0, got {self.num_workers!r}")
         if self.settings.progress:  # the job's bar counts images; a per-step bar would interleave with it
@@ -64,8 +70,8 @@ class FolderJob:
 class _Batches(torch.utils.data.Dataset):
     """Batch i: its items decoded (image, mask, noise map) or each with the reason it cannot be used."""
 
-    def __init__(self, batches: List[List[Item]], observed: bool, divisor: int):
-        self.batches, self.observed, self.divisor = batches, observed, divisor
+    def __init__(self, batches: List[List[Item]], observed: bool, divisor: int, options: tasks.Options):
+        self.batches, self.observed, self.divisor, self.options = batches, observed, divisor, options
 
     def __len__(self):
         return len(self.batches)
@@ -81,13 +87,12 @@ class _Batches(torch.utils.data.Dataset):
         return out, time.perf_counter() - t0
 
     def _load(self, it: Item) -> dict:
-        modes = ("L", "RGB") if self.observed and it.task == "color" else ("RGB",)
-        img = read_image(it.path, modes, what="image")
+        img = read_image(it.path, tasks.input_modes(it.task, self.observed), what="image")
         _, h, w = img.shape
         d = tasks.task_divisor(it.task)
         if not self.observed and (h % d or w % d):
             raise ValueError(f"size {w}x{h} is not divisible by the ratio {d} of task {it.task}")
-        out_h, out_w = (h * d, w * d) if self.observed else (h, w)
+        out_h, out_w = tasks.restored_size(it.task, h, w, self.observed, self.options)
         restoration.check_size(self.divisor, out_h, out_w)
         mask = None
         if it.mask is not None and it.task == "inp":
@@ -138,8 +143,7 @@ class Job:
             settings = self.spec.settings
             if self.spec.network_per_task:  # the batch's task decides (float32 where the network invents most)
                 settings = speed.auto(torch.device(self.spec.device), group[0][0].task).settings(settings)
-            x = restoration.restore(self.model, self.betas, [m for _, m in group], settings, self.spec.device,
-                                    sampler=self.sampler)
+            x, spreads = self.sample(group, settings)
             seconds = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - OOM splits; anything else fails these items, the job goes on
             if is_disk_full(exc):
@@ -159,12 +163,16 @@ class Job:
             return
         self.stats["sampler_s"] += seconds
         t1 = time.perf_counter()
-        for (it, m), xi in zip(group, x):
+        for (it, m), xi, std in zip(group, x, spreads):
             rec = {**item_record(it), "status": "ok", "seconds": seconds / len(group), "batch": len(group),
                    "rank": self.rank}
+            if std is not None:
+                rec["samples"] = self.spec.samples
             try:  # the scores travel inside the PNG: a resumed job reports them even if this line is cut off
                 panels = self.score(rec, it, m, xi)
-                if panels:  # first: the restoration's PNG marks the item done
+                if std is not None:  # first: the restoration's PNG marks the item done
+                    panels = self.write_std(it, std, panels)
+                if panels:
                     self.write_comparison(it, panels)
                 write_png(xi, os.path.join(self.spec.out_dir, it.stem + ".png"), png_info(rec))
             except Exception as exc:  # noqa: BLE001 - this image fails; nothing partial stays behind
@@ -174,6 +182,29 @@ class Job:
                 continue
             self.done(rec)
         self.stats["io_s"] += time.perf_counter() - t1
+
+    def sample(self, group: List[tuple], settings) -> tuple:
+        """(restorations, per-image standard deviations or Nones): one sampler call for the group, or with
+        ``samples`` K > 1 each image's K samples in chunks of the batch size (:func:`restoration.posterior`)."""
+        measurements = [m for _, m in group]
+        if self.spec.samples == 1:
+            x = restoration.restore(self.model, self.betas, measurements, settings, self.spec.device,
+                                    sampler=self.sampler)
+            return x, [None] * len(group)
+        stats = [restoration.posterior(self.model, self.betas, m, settings, self.spec.device, self.spec.samples,
+                                       chunk=self.spec.batch_size, sampler=self.sampler) for m in measurements]
+        return torch.cat([s.mean for s in stats]), [s.std[0] for s in stats]
+
+    def write_std(self, it: Item, std: torch.Tensor, panels: list) -> list:
+        """OUT/std/<stem>.png, the posterior's spread with its scale (unless a file this package did not write is
+        there); returns the comparison panels with the spread's added when there are any."""
+        path = os.path.join(self.spec.out_dir, "std", it.stem + ".png")
+        refuse_foreign(path, "png", f"std/{it.stem}.png exists and was not written by ddrm-fast; not overwritten")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        picture, top = std_picture(std)
+        write_png(picture, path, dict(png_info(item_record(it)), kind="std", samples=self.spec.samples,
+                                      std_max=round(top, 6)))
+        return panels + [std_panel(std, self.spec.samples)] if panels else panels
 
     def score(self, rec: dict, it: Item, m: Measurement, xi: torch.Tensor) -> list:
         """Add the PSNR/SSIM of the restoration and of the task's classical baseline (bicubic, Wiener or the
@@ -257,7 +288,7 @@ def _restore_items(model, betas: torch.Tensor, spec: FolderJob, sampler: Optiona
 def _sample_all(job: Job, todo: List[Item], divisor: int) -> float:
     """Decode, measure and restore ``todo`` batch by batch; returns the seconds the loaders spent."""
     spec = job.spec
-    loader = torch.utils.data.DataLoader(_Batches(batches(todo, spec.batch_size), spec.observed, divisor),
+    loader = torch.utils.data.DataLoader(_Batches(batches(todo, spec.batch_size), spec.observed, divisor, spec.options),
                                          batch_size=None, shuffle=False, num_workers=spec.num_workers,
                                          collate_fn=_identity)
     from tqdm.auto import tqdm
@@ -275,7 +306,8 @@ def _sample_all(job: Job, todo: List[Item], divisor: int) -> float:
                 try:  # the same measurement as the one-image command: a given seed gives the same restoration
                     measured.append((it, restoration.measure(it.task, data["image"], sigma_y=it.sigma_y,
                                                              seed=it.seed, observed=spec.observed,
-                                                             mask=data["mask"], noise_map=data["noise"])))
+                                                             mask=data["mask"], noise_map=data["noise"],
+                                                             options=spec.options)))
                 except Exception as exc:  # noqa: BLE001 - a bad item fails alone, whatever it raised
                     job.fail(it, reason(exc))
             if measured:  # one sampler call: a batch shares its task and size

@@ -8,6 +8,7 @@ import sys
 from typing import Callable, NoReturn
 
 __all__ = ["Parser", "positive_int", "nonnegative_int", "unit_float", "nonnegative_float", "positive_float",
+           "scale_float",
            "device_arg"]
 
 
@@ -48,6 +49,7 @@ nonnegative_int = _ranged(int, lambda v: v >= 0, "be >= 0", "nonnegative_int")
 unit_float = _ranged(float, lambda v: 0 <= v <= 1, "lie in [0, 1]", "unit_float")
 nonnegative_float = _ranged(float, lambda v: v >= 0, "be >= 0", "nonnegative_float")
 positive_float = _ranged(float, lambda v: v > 0, "be > 0", "positive_float")
+scale_float = _ranged(float, lambda v: 1 < v <= 64, "lie in (1, 64]", "scale_float")
 
 
 def device_arg(text: str):

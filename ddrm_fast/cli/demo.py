@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from .. import ddrm_sample, operators as O, tasks
+from .. import ddrm_sample, tasks
 from ..metrics import psnr
 from ..models import GaussianPriorEps
 from ..sampler import BACKENDS
@@ -38,18 +38,13 @@ def synthetic_mean(size: int) -> torch.Tensor:
     return torch.stack([red, green, blue]).clamp(-1, 1)
 
 
-def make_operator(task: str, size: int, generator: torch.Generator) -> O.LinearOperator:
-    """The task's operator (:mod:`ddrm_fast.tasks`) for a size x size colour image."""
-    return tasks.get(task).operator((3, size, size), None, generator)
-
-
 def run(task: str = "sr4", sigma_y: float = 0.05, steps: int = 20, size: int = 64, seed: int = 0,
         backend: str = "auto", std: float = 0.15) -> dict:
     """Degrade, restore and score one synthetic image; returns the numbers it prints."""
     g = torch.Generator().manual_seed(seed)
     mean = synthetic_mean(size)
     x = (mean + std * torch.randn(3, size, size, generator=g))[None]
-    op = make_operator(task, size, g)
+    op = tasks.make_operator(task, (3, size, size), None, g)
     y = op.H(x)
     y = y + sigma_y * torch.randn(y.shape, generator=g)
     model = GaussianPriorEps(std=std, mean=mean)

@@ -7,11 +7,16 @@ from typing import Dict, Optional
 
 import torch
 
+from .. import tasks
+from ..imageio import read_kernel
+from ..operators import KERNELS_1D
 from ..restoration import Settings
 from ..speed import EXACT, PRECISE_TASKS, Way, auto
 from ..sampler import COMPILE_MODES
+from .args import scale_float
 
-__all__ = ["choose_device", "add_speed_arguments", "add_quality_arguments", "settings", "sampler_options",
+__all__ = ["choose_device", "add_task_arguments", "task_options", "add_speed_arguments", "add_quality_arguments",
+           "settings", "sampler_options",
            "network_way", "automatic", "announce", "load_model", "CLIP_X0_DEFAULT"]
 
 
@@ -22,6 +27,28 @@ def choose_device(requested: Optional[torch.device], local_rank: int = 0) -> tor
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def add_task_arguments(p) -> None:
+    """The options of the tasks beyond the original's; :func:`task_options` reads them."""
+    g = p.add_argument_group("deblur with any kernel, resize by any scale")
+    g.add_argument("--kernel", metavar="FILE", help="deblur: the blur kernel (point-spread function), a .npy array or "
+                                                    "a gray image, normalised to sum 1; circular boundary")
+    g.add_argument("--scale", type=scale_float, default=None,
+                   help="resize: how many times smaller the measurement is (a number > 1; default 2)")
+    g.add_argument("--kernel-1d", choices=tuple(KERNELS_1D), default=None,
+                   help="resize: the 1-D kernel of the downsizing and of its baseline upsampling (default bicubic)")
+
+
+def task_options(args, manifest: bool = False) -> tasks.Options:
+    """The :class:`ddrm_fast.tasks.Options` of the command line: --kernel read and checked; each option refused for a
+    task that does not take it (unless a ``manifest`` may name tasks per image)."""
+    for flag, value, task in (("--kernel", args.kernel, "deblur"), ("--scale", args.scale, "resize"),
+                              ("--kernel-1d", args.kernel_1d, "resize")):
+        if value is not None and args.task != task and not manifest:
+            raise ValueError(f"{flag} is for --task {task}, not {args.task}")
+    kernel = None if args.kernel is None else read_kernel(args.kernel, "--kernel")
+    return tasks.Options(kernel=kernel, scale=args.scale or 2.0, kernel_1d=args.kernel_1d or "bicubic")
 
 
 def add_speed_arguments(p) -> None:

@@ -7,15 +7,15 @@ import time
 from typing import Dict, Optional
 
 from .. import restoration, tasks
-from ..figures import comparison_panels, write_comparison
+from ..figures import comparison_panels, std_panel, std_picture, write_comparison
 from ..files import FolderLock, check_output_path, name_max, refuse_foreign
 from ..imageio import read_image, read_mask, write_png
 from ..sampler import BACKENDS
 from ..schedules import ddrm_timesteps
 from . import restore_dir
 from .args import device_arg, nonnegative_int, positive_int, unit_float
-from .options import (add_quality_arguments, add_speed_arguments, announce, choose_device, load_model, network_way,
-                      sampler_options, settings)
+from .options import (add_quality_arguments, add_speed_arguments, add_task_arguments, announce, choose_device,
+                      load_model, network_way, sampler_options, settings, task_options)
 
 __all__ = ["add_parser", "prepare", "restore", "main", "check_arguments", "add_speed_arguments",
            "add_quality_arguments",
@@ -39,11 +39,15 @@ def add_parser(sub) -> None:
     p.add_argument("--model", help="checkpoint file or diffusers folder (default: the embedded model)")
     p.add_argument("--class-label", type=nonnegative_int, default=None,
                    help="the class for a class-conditional model")
-    p.add_argument("--observed", action="store_true", help="INPUT is the measurement, not a clean image")
+    p.add_argument("--observed", action="store_true",
+                   help="INPUT is the measurement, not a clean image: " + "; ".join(
+                       f"{t.name}: {t.observed_means}" for t in tasks.REGISTRY.values() if t.from_observed)
+                   + " (RGB, or gray for the colour tasks)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--samples", type=positive_int, default=1, metavar="K",
-                   help="write the mean of K posterior samples of the same y (one image): an estimate of the "
-                        "posterior mean, higher PSNR and smoother than one sample, K times the work")
+                   help="K posterior samples of the same y: write their mean (an estimate of the posterior mean, "
+                        "higher PSNR and smoother than one sample) and their per-pixel standard deviation as a "
+                        "colour-mapped image with its scale (_std.png; OUT_DIR/std/ for folders); K times the work")
     p.add_argument("--device", type=device_arg, default=None, help="default: cuda when available, else cpu")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--no-progress", action="store_true")
@@ -51,6 +55,7 @@ def add_parser(sub) -> None:
                    help="also write a side-by-side figure (clean | degraded | baseline | DDRM, captioned with "
                         "PSNR/SSIM): to FILE, or OUT_DIR/<name>_<task>_compare.png; with --input-dir, "
                         "OUT_DIR/compare/<name>.png per image")
+    add_task_arguments(p)
     add_quality_arguments(p)
     add_speed_arguments(p)
     b = p.add_argument_group("directories (a data set; resumable; torchrun shards it over ranks)")
@@ -68,18 +73,29 @@ def prepare(args) -> Dict[str, object]:
     device = choose_device(args.device)
     way = network_way(args, device)
     chosen = settings(args, device, progress=not args.no_progress, way=way)
+    options = task_options(args)
     # the input first: a bad image fails fast, before the model is loaded
-    modes = ("L", "RGB") if args.observed and args.task == "color" else ("RGB",)
-    image = read_image(args.input, modes)
+    image = read_image(args.input, tasks.input_modes(args.task, args.observed))
     mask = None if args.mask is None else read_mask(args.mask, image.shape[-2:])
-    m = restoration.measure(args.task, image, sigma_y=args.sigma_y, seed=args.seed, observed=args.observed, mask=mask)
+    m = _observed(args, lambda: restoration.measure(args.task, image, sigma_y=args.sigma_y, seed=args.seed,
+                                                    observed=args.observed, mask=mask, options=options))
     model, betas = load_model(args.model, device, args.class_label)
     way.prepare(model)  # channels_last weights, once
-    restoration.check_size(restoration.model_divisor(model), *m.operator.image_shape[1:])
+    _observed(args, lambda: restoration.check_size(restoration.model_divisor(model), *m.operator.image_shape[1:]))
     ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before anything is written
     baseline_name, baseline = restoration.baseline(m)
     return {"measurement": m, "model": model, "betas": betas, "device": device, "settings": chosen, "way": way,
             "baseline_name": baseline_name, "baseline": baseline, "degraded": restoration.view(m)}
+
+
+def _observed(args, step):
+    """Run ``step``; with --observed, an error also says what INPUT must be for the task."""
+    try:
+        return step()
+    except ValueError as exc:
+        if args.observed:
+            raise ValueError(f"{exc} (with --observed, INPUT is {tasks.get(args.task).observed_means})") from None
+        raise
 
 
 def restore(args, prepared: Optional[Dict[str, object]] = None) -> Dict[str, object]:
@@ -87,9 +103,11 @@ def restore(args, prepared: Optional[Dict[str, object]] = None) -> Dict[str, obj
     out = dict(prepared or prepare(args))
     m = out["measurement"]
     t0 = time.perf_counter()
-    # K copies of y in one batch: each row draws its own noise, so the rows are independent posterior samples
-    out["restored"] = restoration.restore(out["model"], out["betas"], [m], out["settings"], out["device"],
-                                          samples=args.samples)[0]
+    if args.samples > 1:  # K samples of one y, each with its own stream: their mean and per-pixel spread
+        stats = restoration.posterior(out["model"], out["betas"], m, out["settings"], out["device"], args.samples)
+        out["restored"], out["std"] = stats.mean[0], stats.std[0]
+    else:
+        out["restored"] = restoration.restore(out["model"], out["betas"], [m], out["settings"], out["device"])[0]
     out["seconds"] = time.perf_counter() - t0
     out["clean"] = m.clean
     out["scores"] = restoration.score(m, out["restored"], (out["baseline_name"], out["baseline"]))
@@ -105,13 +123,16 @@ def _targets(args) -> Dict[str, str]:
     if not args.observed:  # an observed input is the degraded image itself
         files["degraded"] = f"{stem}_{args.task}_degraded.png"
     files["baseline"] = f"{stem}_{args.task}_{_FILE_NAMES.get(record.baseline_name, 'baseline')}.png"
+    if args.samples > 1:
+        files["std"] = f"{stem}_{args.task}_std.png"
     files = {k: os.path.join(args.out, v) for k, v in files.items()}
     if args.compare is not None:
         files["compare"] = args.compare or os.path.join(args.out, f"{stem}_{args.task}_compare.png")
     return files
 
 
-_FILE_NAMES = {"bicubic": "bicubic", "Wiener": "wiener", "pseudo-inverse": "pinv"}
+_FILE_NAMES = {"bicubic": "bicubic", "Wiener": "wiener", "pseudo-inverse": "pinv", "upsampled": "upsampled",
+               "gray upsampled": "gray_upsampled"}
 
 
 def _check_targets(args, files: Dict[str, str]) -> None:
@@ -146,8 +167,6 @@ def check_arguments(args) -> None:
         raise ValueError("--mask is for one image; give --masks-dir with --input-dir")
     elif args.compare:
         raise ValueError("--compare takes no FILE with --input-dir (its figures go to OUT_DIR/compare/)")
-    elif args.samples != 1:
-        raise ValueError("--samples is for one image; --input-dir restores one sample per image")
     if args.mask is not None and args.task != "inp":
         raise ValueError(f"--mask is for --task inp, not {args.task}")
 
@@ -173,7 +192,12 @@ def main(args) -> int:
             if key == "compare":
                 panels = comparison_panels(r["clean"], r["degraded"], r["baseline_name"], r["baseline"],
                                            r["restored"], f"({args.task}, sigma_y {args.sigma_y:g})", ddrm)
+                if args.samples > 1:
+                    panels.append(std_panel(r["std"], args.samples))
                 write_comparison(panels, path, info)
+            elif key == "std":
+                picture, top = std_picture(r["std"])
+                write_png(picture, path, dict(info, kind="std", std_max=round(top, 6)))
             else:
                 write_png(r[key], path, dict(info, kind=key))
     samples = "" if args.samples == 1 else f", the mean of {args.samples} samples"

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from .. import batch
 from ..files import DiskFull, FolderLock
 from ..schedules import ddrm_timesteps
-from .options import announce, automatic, choose_device, load_model, network_way, settings
+from .options import announce, automatic, choose_device, load_model, network_way, settings, task_options
 
 
 def _distributed():
@@ -73,7 +73,8 @@ def main(args) -> int:
                                manifest=args.manifest, masks_dir=args.masks_dir, observed=args.observed,
                                num_workers=args.num_workers, rank=rank, world=world, progress=not args.no_progress,
                                compare=args.compare is not None, device=device,
-                               settings=settings(args, device, way=way), network_per_task=automatic(args))
+                               settings=settings(args, device, way=way), network_per_task=automatic(args),
+                               options=task_options(args, manifest=args.manifest is not None), samples=args.samples)
         model, betas = load_model(args.model, device, args.class_label)
         way.prepare(model)  # channels_last weights, once
         ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before any image

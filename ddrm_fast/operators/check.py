@@ -26,6 +26,29 @@ def _rel(a: torch.Tensor, b: torch.Tensor, scale: Optional[torch.Tensor] = None)
     return float((a - b).norm() / max(float(den), 1e-30))
 
 
+def _shape_failures(op: LinearOperator, x, w, v, y) -> List[str]:
+    """One line per method whose output has the wrong shape or dtype for the probes (or raises), and for singular
+    values that are not finite, >= 0, of length m."""
+    b, n, m = x.shape[0], op.n, op.m
+    failures = []
+    try:
+        s = op.singulars()
+        ok = isinstance(s, torch.Tensor) and s.shape[-1] == m and s.dim() in (1, 2)
+        if not ok or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+            failures.append(f"singulars: must be finite values >= 0 of shape ({m},) or (B, {m}), got "
+                            f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
+        for name, fn, arg, shape in (("V^T", op.Vt, x, (b, n)), ("V", op.V, w, (b, n)), ("U", op.U, v, (b, m)),
+                                     ("U^T", op.Ut, y, (b, m)), ("H", op.H, x, (b, *op.y_shape)),
+                                     ("add_zeros", op.add_zeros, v, (b, n))):
+            t = fn(arg)
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape) or t.dtype != torch.float32:
+                got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+                failures.append(f"{name} shape and dtype: expected a float32 tensor of shape {tuple(shape)}, got {got}")
+    except Exception as exc:  # noqa: BLE001 - whatever a broken operator raises is the failure
+        failures.append(f"shapes: raised {type(exc).__name__}: {exc}")
+    return failures
+
+
 def check(op: LinearOperator, *, tol: float = 1e-4, batch: Optional[int] = None,
           generator: Optional[torch.Generator] = None) -> Dict[str, float]:
     """Test ``op`` on random float32 probes; returns {identity: relative error} when all hold, else raises
@@ -61,11 +84,6 @@ def check(op: LinearOperator, *, tol: float = 1e-4, batch: Optional[int] = None,
         if not errors[name] <= tol:  # NaN fails too
             failures.append(f"{name}: relative error {errors[name]:.2e} (tolerance {tol:.0e})")
 
-    def shaped(name: str, t: torch.Tensor, shape) -> None:
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape) or t.dtype != torch.float32:
-            got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
-            failures.append(f"{name}: expected a float32 tensor of shape {tuple(shape)}, got {got}")
-
     if m > n or m < 1:
         raise OperatorCheckError(f"{type(op).__name__} fails operators.check:\n  sizes: m = {m} measurements must be "
                                  f"between 1 and N = {n}")
@@ -74,20 +92,10 @@ def check(op: LinearOperator, *, tol: float = 1e-4, batch: Optional[int] = None,
     w = torch.randn(b, n, generator=g).to(device)
     v = torch.randn(b, m, generator=g).to(device)
     y = torch.randn(b, *op.y_shape, generator=g).to(device)
-    try:
-        s = op.singulars()
-        ok = isinstance(s, torch.Tensor) and s.shape[-1] == m and s.dim() in (1, 2)
-        if not ok or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
-            failures.append(f"singulars: must be finite values >= 0 of shape ({m},) or (B, {m}), got "
-                            f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
-        for name, fn, arg, shape in (("V^T", op.Vt, x, (b, n)), ("V", op.V, w, (b, n)), ("U", op.U, v, (b, m)),
-                                     ("U^T", op.Ut, y, (b, m)), ("H", op.H, x, (b, *op.y_shape)),
-                                     ("add_zeros", op.add_zeros, v, (b, n))):
-            shaped(f"{name} shape and dtype", fn(arg), shape)
-    except Exception as exc:
-        failures.append(f"shapes: raised {type(exc).__name__}: {exc}")
+    failures += _shape_failures(op, x, w, v, y)
     if failures:
         raise OperatorCheckError(f"{type(op).__name__} fails operators.check:\n  " + "\n  ".join(failures))
+    s = op.singulars()
 
     s = s.float().expand(b, m)
     s_max = s.abs().max().clamp(min=1e-30)
