@@ -12,7 +12,7 @@ $(VENV)/.ddrm_fast_installed: setup.py pyproject.toml $(wildcard csrc/*.cpp csrc
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q setuptools wheel packaging ninja
-	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,web]"
 	$(PY) -c "import triton" 2>/dev/null || $(PY) -m pip install -q triton
 	# test oracle: guided-diffusion's own UNetModel (its blobfile dependency is only for its data loading)
 	$(PY) -c "import guided_diffusion.unet" 2>/dev/null || $(PY) -m pip install -q --no-deps guided-diffusion-sdk

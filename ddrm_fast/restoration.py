@@ -7,13 +7,16 @@ operators and its global generator's draws, which it reproduces).
   (the measurement itself), with a mask and a per-pixel noise map, all randomness from the image's own seed.
 - :func:`stack` puts measurements of one task and size into one batch (per-image masks and noise levels).
 - :func:`restore` samples a batch with DDRM as :class:`Settings` say (or K samples of one measurement, averaged);
-  :func:`posterior` gives the per-pixel mean and standard deviation of K samples.
+  :func:`posterior` gives the per-pixel mean and standard deviation of K samples; :func:`restore_image` does all of
+  it for one image, as the command line and the web page show it.
 - :func:`baseline`, :func:`view` and :func:`score`: the classical restoration a user compares with (bicubic,
   Wiener, the pseudo-inverse), the measurement as a picture, and PSNR/SSIM of both against the clean image.
 """
 from __future__ import annotations
 
 import copy
+import functools
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -26,7 +29,8 @@ from .sampler import Posterior, ddrm_sample
 from .sampler import posterior as sample_posterior
 from ._utils import Model
 
-__all__ = ["Settings", "Measurement", "measure", "stack", "restore", "posterior", "baseline", "view", "score", "Scores",
+__all__ = ["Settings", "Measurement", "measure", "stack", "restore", "posterior", "restore_image", "Restored",
+           "baseline", "view", "score", "Scores",
            "model_divisor", "check_size"]
 
 
@@ -155,6 +159,41 @@ def posterior(model: Model, betas: torch.Tensor, m: Measurement, settings: Setti
                              chunk=chunk, generator=m.generator(), sampler=sampler, schedule=betas.float(),
                              **settings.sampler_kwargs())
     return Posterior(stats.mean.cpu(), stats.std.cpu(), stats.samples)
+
+
+class Restored(NamedTuple):
+    """One image restored, with everything shown beside it (what ``ddrm-fast restore`` writes and the web page
+    shows): images are (C, H, W) on the CPU."""
+
+    restored: torch.Tensor
+    #: the per-pixel standard deviation of the K samples (None for one sample)
+    std: Optional[torch.Tensor]
+    baseline_name: str
+    baseline: torch.Tensor
+    #: the measurement as a picture
+    degraded: torch.Tensor
+    #: PSNR/SSIM of DDRM and of the baseline (None when the input was the measurement itself)
+    scores: Optional["Scores"]
+    samples: int
+    seconds: float
+
+
+def restore_image(model: Model, betas: torch.Tensor, m: Measurement, settings: Settings,
+                  device: Union[str, torch.device] = "cpu", samples: int = 1,
+                  callback: Optional[Callable[[dict], None]] = None) -> Restored:
+    """Restore one measurement as the command line and the web page do: one sample, or with ``samples`` K > 1 the
+    mean and standard deviation of K (:func:`posterior`); its baseline, its picture and the scores. ``callback`` is
+    called after every DDRM step (``ddrm_sample``'s), for progress or to cancel by raising."""
+    sampler = None if callback is None else functools.partial(ddrm_sample, callback=callback)
+    t0 = time.perf_counter()
+    if samples > 1:  # K samples of one y, each with its own stream: their mean and per-pixel spread
+        stats = posterior(model, betas, m, settings, device, samples, sampler=sampler)
+        restored, std = stats.mean[0], stats.std[0]
+    else:
+        restored, std = restore(model, betas, [m], settings, device, sampler=sampler)[0], None
+    seconds = time.perf_counter() - t0
+    base = baseline(m)
+    return Restored(restored, std, base[0], base[1], view(m), score(m, restored, base), samples, seconds)
 
 
 def baseline(m: Measurement) -> Tuple[str, torch.Tensor]:

@@ -15,9 +15,9 @@ from .args import Parser
 
 def commands() -> dict:
     """name -> the command's module: each has ``add_parser(sub)`` and ``main(args) -> exit code``."""
-    from . import bench, demo, original, restore, train
+    from . import bench, demo, original, restore, serve, train
 
-    return {"demo": demo, "restore": restore, "train": train, "bench": bench, "original": original}
+    return {"demo": demo, "restore": restore, "train": train, "bench": bench, "original": original, "serve": serve}
 
 
 def build_parser() -> Parser:

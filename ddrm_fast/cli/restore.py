@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Dict, Optional
 
 from .. import restoration, tasks
@@ -83,9 +82,7 @@ def prepare(args) -> Dict[str, object]:
     way.prepare(model)  # channels_last weights, once
     _observed(args, lambda: restoration.check_size(restoration.model_divisor(model), *m.operator.image_shape[1:]))
     ddrm_timesteps(args.steps, len(betas))  # more steps than the schedule has: refused before anything is written
-    baseline_name, baseline = restoration.baseline(m)
-    return {"measurement": m, "model": model, "betas": betas, "device": device, "settings": chosen, "way": way,
-            "baseline_name": baseline_name, "baseline": baseline, "degraded": restoration.view(m)}
+    return {"measurement": m, "model": model, "betas": betas, "device": device, "settings": chosen, "way": way}
 
 
 def _observed(args, step):
@@ -102,15 +99,8 @@ def restore(args, prepared: Optional[Dict[str, object]] = None) -> Dict[str, obj
     """Everything the command computes, before anything is written: the images to save and the scores."""
     out = dict(prepared or prepare(args))
     m = out["measurement"]
-    t0 = time.perf_counter()
-    if args.samples > 1:  # K samples of one y, each with its own stream: their mean and per-pixel spread
-        stats = restoration.posterior(out["model"], out["betas"], m, out["settings"], out["device"], args.samples)
-        out["restored"], out["std"] = stats.mean[0], stats.std[0]
-    else:
-        out["restored"] = restoration.restore(out["model"], out["betas"], [m], out["settings"], out["device"])[0]
-    out["seconds"] = time.perf_counter() - t0
-    out["clean"] = m.clean
-    out["scores"] = restoration.score(m, out["restored"], (out["baseline_name"], out["baseline"]))
+    r = restoration.restore_image(out["model"], out["betas"], m, out["settings"], out["device"], args.samples)
+    out.update(r._asdict(), clean=m.clean)
     return out
 
 
