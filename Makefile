@@ -18,9 +18,10 @@ $(VENV)/.ddrm_fast_installed: setup.py pyproject.toml $(wildcard csrc/*.cpp csrc
 	$(PY) -c "import guided_diffusion.unet" 2>/dev/null || $(PY) -m pip install -q --no-deps guided-diffusion-sdk
 	touch $@
 
-# restore the bundled example (a held-out photo) with the embedded model: 4x super-resolution with noise
+# restore a bundled photo (held out from the embedded model's training) with the embedded model: the bundled motion
+# blur plus noise, against Wiener deconvolution with the same kernel
 demo: setup
-	$(PY) -m ddrm_fast restore ddrm_fast/data/astronaut.png --task sr4 --sigma-y 0.05 --samples 2 -o demo_out --compare demo_out/compare.png
+	$(PY) -m ddrm_fast restore ddrm_fast/data/coffee.png --task deblur --kernel ddrm_fast/data/motion_blur.png --sigma-y 0.05 -o demo_out --compare demo_out/compare.png
 
 test: setup pytest triton-test ctest cuda-binding-check
 

@@ -9,7 +9,7 @@ draws (:mod:`ddrm_fast.compat`), samples with classifier guidance where the orig
 ``orig_{idx}.png``, ``y0_{idx}.png`` and ``{idx}_-1.png`` into ``EXP/image_samples/IMAGE_FOLDER`` with the printed
 "Total Average PSNR". Added, not in the original: ``--input-dir`` (a folder of images instead of the data set),
 ``--model``/``--classifier`` (other checkpoints, or ``embedded``), ``--labels``/``--class-label``, ``--device``,
-``--backend``. Differences on purpose: README, "The original runner".
+``--backend``. Differences on purpose: docs/compat.md, "The original runner".
 """
 from __future__ import annotations
 

@@ -414,7 +414,7 @@ DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weight
 
 
 def default_model(device: Union[str, torch.device] = "cpu") -> Loaded:
-    """The small ADM UNet embedded in the package (trained on scikit-image's photos; README says how)."""
+    """The small ADM UNet embedded in the package (trained on scikit-image's photos; docs/models.md says how)."""
     if not os.path.isfile(DEFAULT_MODEL):
         raise CheckpointError(f"the embedded model is missing from this installation ({DEFAULT_MODEL})")
     return load(DEFAULT_MODEL, device=device)

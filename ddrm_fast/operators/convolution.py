@@ -48,7 +48,7 @@ class Convolution(LinearOperator):
         kernel: (kh, kw) shared by every channel, or (C, kh, kw) one per channel; its centre (kh // 2, kw // 2)
             sits on the output pixel. Any real kernel (motion blur, a defocus disk, a measured PSF); kh <= H, kw <= W.
         image_shape: (C, H, W).
-        boundary: ``"circular"`` (the image wraps around: what the DFT diagonalises; the README says what that
+        boundary: ``"circular"`` (the image wraps around: what the DFT diagonalises; docs/degradations.md says what that
             costs on a photo's frame).
         zero_threshold: singular values |K(f)| under it count as unmeasured (DDRM's case 3).
     """

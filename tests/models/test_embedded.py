@@ -1,5 +1,5 @@
 """The embedded model on a held-out photo: DDRM with it must beat each task's classical baseline (bicubic for
-super-resolution, the pseudo-inverse elsewhere) where the README says it does."""
+super-resolution, the pseudo-inverse elsewhere) where docs/quality.md says it does."""
 import pytest
 import torch
 
@@ -51,7 +51,7 @@ def test_ddrm_beats_the_classical_baseline_on_a_heldout_crop(task, sigma_y, samp
 def test_colour_beats_the_gray_image_on_the_whole_coffee_photo():
     """Colourisation needs the whole photo (on 96x96 crops the model loses to the gray image by 3 to 5 dB): on the
     held-out coffee photo, as `ddrm-fast restore` runs it (x0 clipped), one sample measured +0.68 dB over the
-    pseudo-inverse at sigma_y 0.05 (README, Quality)."""
+    pseudo-inverse at sigma_y 0.05 (docs/quality.md)."""
     from ddrm_fast.training import heldout_photos
 
     clean = heldout_photos()[HELDOUT_PHOTOS.index("coffee")]
