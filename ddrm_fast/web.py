@@ -141,6 +141,39 @@ def _no_web_fonts(gr):
                              font_mono=["ui-monospace", "monospace"])
 
 
+#: the request's fields, in the order of the page's inputs
+_FIELDS = ("photo", "bundled", "observed", "task", "sigma_y", "steps", "eta", "samples", "kernel", "mask", "scale",
+           "kernel_1d")
+
+
+def _inputs(gr) -> dict:
+    """The page's input components, by request field (laid out as they are created)."""
+    with gr.Row():
+        with gr.Column():
+            photo = gr.File(label="Photo (PNG or JPEG)", file_types=["image"], elem_id="photo")
+            bundled = gr.Dropdown([_UPLOAD, *BUNDLED], value=_UPLOAD, label="or a bundled photo", elem_id="bundled")
+            observed = gr.Checkbox(False, label="observed: the photo is already degraded", elem_id="observed")
+        with gr.Column():
+            task = gr.Dropdown(list(tasks.TASKS), value="sr4", label="Task", elem_id="task")
+            sigma_y = gr.Slider(0, 0.5, value=0.05, step=0.01, label="sigma_y (noise, pixel units)", elem_id="sigma_y")
+            steps = gr.Slider(1, 200, value=20, step=1, label="steps", elem_id="steps")
+            eta = gr.Slider(0, 1, value=0.85, step=0.05, label="eta", elem_id="eta")
+            samples = gr.Slider(1, 16, value=1, step=1, label="samples (more: their mean and spread)",
+                                elem_id="samples")
+    with gr.Accordion("Task options: the blur kernel (deblur), the mask (inp), the scale (resize)", open=False):
+        with gr.Row():
+            kernel = gr.File(label="Blur kernel (deblur: .npy or an image; none: the bundled 9-pixel motion blur)",
+                             elem_id="kernel")
+            mask = gr.File(label="Mask (inp: white = observed; none: half the pixels at random)",
+                           file_types=["image"], elem_id="mask")
+            with gr.Column():
+                scale = gr.Number(2.0, label="Scale (resize)", elem_id="scale")
+                kernel_1d = gr.Dropdown(list(KERNELS_1D), value="bicubic", label="1-D kernel (resize)",
+                                        elem_id="kernel_1d")
+    return dict(zip(_FIELDS, (photo, bundled, observed, task, sigma_y, steps, eta, samples, kernel, mask, scale,
+                              kernel_1d)))
+
+
 def build_app(server: Server, concurrency: int = 1):
     """The Gradio Blocks of the page, its queue limited to ``concurrency`` jobs at once."""
     import gradio as gr
@@ -149,44 +182,18 @@ def build_app(server: Server, concurrency: int = 1):
         gr.Markdown("# ddrm-fast\nRestore a photo with DDRM: pick a degradation, see it beside the classical "
                     "baseline. A clean photo is degraded first, then restored and scored; an already degraded one "
                     "(tick *observed*) is restored as it is.")
-        with gr.Row():
-            with gr.Column():
-                photo = gr.File(label="Photo (PNG or JPEG)", file_types=["image"], elem_id="photo")
-                bundled = gr.Dropdown([_UPLOAD, *BUNDLED], value=_UPLOAD, label="or a bundled photo",
-                                      elem_id="bundled")
-                observed = gr.Checkbox(False, label="observed: the photo is already degraded", elem_id="observed")
-            with gr.Column():
-                task = gr.Dropdown(list(tasks.TASKS), value="sr4", label="Task", elem_id="task")
-                sigma_y = gr.Slider(0, 0.5, value=0.05, step=0.01, label="sigma_y (noise, pixel units)",
-                                    elem_id="sigma_y")
-                steps = gr.Slider(1, 200, value=20, step=1, label="steps", elem_id="steps")
-                eta = gr.Slider(0, 1, value=0.85, step=0.05, label="eta", elem_id="eta")
-                samples = gr.Slider(1, 16, value=1, step=1, label="samples (more: their mean and spread)",
-                                    elem_id="samples")
-        with gr.Accordion("Task options: the blur kernel (deblur), the mask (inp), the scale (resize)", open=False):
-            with gr.Row():
-                kernel = gr.File(label="Blur kernel (deblur: .npy or an image; none: the bundled 9-pixel motion "
-                                       "blur)", elem_id="kernel")
-                mask = gr.File(label="Mask (inp: white = observed; none: half the pixels at random)",
-                               file_types=["image"], elem_id="mask")
-                with gr.Column():
-                    scale = gr.Number(2.0, label="Scale (resize)", elem_id="scale")
-                    kernel_1d = gr.Dropdown(list(KERNELS_1D), value="bicubic", label="1-D kernel (resize)",
-                                            elem_id="kernel_1d")
+        inputs = _inputs(gr)
         run = gr.Button("Restore", variant="primary", elem_id="run")
         scores = gr.Markdown(elem_id="scores")
         figure = gr.Image(label="clean | degraded | baseline | DDRM", type="numpy", format="png", interactive=False,
                           elem_id="figure")
         download = gr.File(label="The restored PNG", interactive=False, elem_id="download")
 
-        def go(photo_path, bundled_name, observed_, task_, sigma, steps_, eta_, samples_, kernel_path, mask_path,
-               scale_, kernel_1d_, request: gr.Request, progress=gr.Progress()):
-            session = request.session_hash or "anonymous"
+        def go(photo, bundled, observed, task, sigma_y, steps, eta, samples, kernel, mask, scale, kernel_1d,
+               request: gr.Request, progress=gr.Progress()):  # Gradio passes the inputs by position, named here
+            values = (photo, bundled, observed, task, sigma_y, steps, eta, samples, kernel, mask, scale, kernel_1d)
             try:
-                out = server.restore(session, {"photo": photo_path, "bundled": bundled_name, "observed": observed_,
-                                               "task": task_, "sigma_y": sigma, "steps": steps_, "eta": eta_,
-                                               "samples": samples_, "kernel": kernel_path, "mask": mask_path,
-                                               "scale": scale_, "kernel_1d": kernel_1d_}, progress)
+                out = server.restore(request.session_hash or "anonymous", dict(zip(_FIELDS, values)), progress)
             except Cancelled:
                 return None, None, ""
             except ValueError as exc:  # the visitor's input: one sentence on the page
@@ -196,11 +203,10 @@ def build_app(server: Server, concurrency: int = 1):
                                print_exception=False) from None
             return out["figure"], out["restored"], out["scores"]
 
-        run.click(go, [photo, bundled, observed, task, sigma_y, steps, eta, samples, kernel, mask, scale, kernel_1d],
-                  [figure, download, scores], concurrency_limit=concurrency)
         def leave(request: gr.Request):
             server.end_session(request.session_hash or "anonymous")
 
+        run.click(go, list(inputs.values()), [figure, download, scores], concurrency_limit=concurrency)
         app.unload(leave)
     return app
 
