@@ -223,6 +223,8 @@ def launch(server: Server, host: str = "127.0.0.1", port: int = 7860, concurrenc
     os.environ["GRADIO_TEMP_DIR"] = os.path.join(server.root, "uploads")  # gradio's own copies of uploads
     import gradio as gr
 
+    # SIGTERM (a service manager, a test) stops it as Ctrl-C does: Gradio closes its server, the finally cleans up
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         app = build_app(server, concurrency)
         app.queue(default_concurrency_limit=concurrency)
@@ -232,8 +234,6 @@ def launch(server: Server, host: str = "127.0.0.1", port: int = 7860, concurrenc
         print(f"ddrm-fast serve: http://{host}:{port} (model on {server.device}; Ctrl-C stops)", flush=True)
         if ready is not None:
             ready()
-        # SIGTERM (a service manager, a test) stops it as Ctrl-C does: Gradio closes its server, the finally cleans
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
         app.block_thread()
     finally:
         server.close()

@@ -37,6 +37,7 @@ def main(args) -> int:
     server = web.Server(model, betas, device, max_side=args.max_side)
     try:
         web.launch(server, args.host, args.port, args.concurrency, args.max_upload_mb)
-    except OSError as exc:  # the port is taken, the address is not this machine's
-        raise ValueError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except OSError:  # the port is taken, the address is not this machine's
+        raise ValueError(f"cannot listen on {args.host}:{args.port} (the port is in use, or the address is not this "
+                         f"machine's); choose another --port or --host") from None
     return 0
