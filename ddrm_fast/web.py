@@ -130,7 +130,8 @@ def _scores_line(r: restoration.Restored, label: str) -> str:
     if r.scores is None:
         return f"Restored in {r.seconds:.1f} s (the input was already degraded: no clean image to score against)."
     s = r.scores
-    return (f"**{label}**: PSNR {s.psnr:.2f} dB, SSIM {s.ssim:.3f} — **{s.baseline}**: PSNR {s.psnr_baseline:.2f} dB, "
+    return (f"**{label}**: PSNR {s.psnr:.2f} dB, SSIM {s.ssim:.3f} — "
+            f"**{s.baseline}**: PSNR {s.psnr_baseline:.2f} dB, "
             f"SSIM {s.ssim_baseline:.3f} — {s.psnr - s.psnr_baseline:+.2f} dB against {s.baseline}; "
             f"restored in {r.seconds:.1f} s.")
 
@@ -228,9 +229,9 @@ def launch(server: Server, host: str = "127.0.0.1", port: int = 7860, concurrenc
     try:
         app = build_app(server, concurrency)
         app.queue(default_concurrency_limit=concurrency)
-        app.launch(server_name=host, server_port=port, max_file_size=int(max_upload_mb * 2**20), theme=_no_web_fonts(gr),
-                   show_error=True, quiet=True, ssr_mode=False, footer_links=[], prevent_thread_lock=True,
-                   inbrowser=False, share=False)
+        app.launch(server_name=host, server_port=port, max_file_size=int(max_upload_mb * 2**20),
+                   theme=_no_web_fonts(gr), show_error=True, quiet=True, ssr_mode=False, footer_links=[],
+                   prevent_thread_lock=True, inbrowser=False, share=False)
         print(f"ddrm-fast serve: http://{host}:{port} (model on {server.device}; Ctrl-C stops)", flush=True)
         if ready is not None:
             ready()

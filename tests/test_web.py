@@ -216,3 +216,15 @@ def test_a_visitor_who_leaves_frees_the_device(server, browser, tmp_path):
     browser.find_element(By.CSS_SELECTOR, "#run").click()
     _wait(lambda: "PSNR" in browser.find_element(By.CSS_SELECTOR, "#scores").text, 120, "the next visitor's result")
     assert time.time() - start < 120
+
+
+def test_a_second_server_on_the_same_port_is_one_line(server, tmp_path):
+    url, _ = server
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    p = subprocess.run([sys.executable, "-m", "ddrm_fast", "serve", "--port", port, "--device", "cpu"],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert p.returncode == 2
+    want = (f"ddrm-fast: error: cannot listen on 127.0.0.1:{port} (the port is in use, or the address is not this "
+            f"machine's); choose another --port or --host")
+    assert p.stderr.strip().splitlines() == [want]
+    assert os.listdir(tmp_path) == []  # its temporary folder removed
