@@ -1,5 +1,5 @@
-"""Small helpers shared by the samplers: the ``Model`` and ``Generator`` types, noise drawing and the optional
-progress bar."""
+"""Small helpers shared across the package: the ``Model`` and ``Generator`` types, noise drawing, the optional
+progress bar, and an exception as the one line a user sees."""
 from __future__ import annotations
 
 from typing import Callable, Iterable, Optional, Sequence, Union
@@ -64,3 +64,9 @@ def check_same_device(tensors: dict) -> None:
     for name, t in items[1:]:
         if t.device != ref.device:
             raise RuntimeError(f"{name} must be on {ref.device} (where {first} is), got {t.device}")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a user is shown."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

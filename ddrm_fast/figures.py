@@ -9,10 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .imageio import to_uint8, write_png_uint8
+from .imageio import to_uint8, write_png, write_png_uint8
 from .metrics import psnr_ssim
 
-__all__ = ["Panel", "comparison_panels", "render", "write_comparison", "std_picture", "std_panel", "viridis"]
+__all__ = ["Panel", "comparison_panels", "render", "write_comparison", "std_picture", "std_panel", "write_std",
+           "viridis"]
 
 #: (title, image (C, H, W) in [-1, 1], caption under the title or None)
 Panel = Tuple[str, torch.Tensor, Optional[str]]
@@ -62,6 +63,13 @@ def std_picture(std: torch.Tensor) -> Tuple[torch.Tensor, float]:
     draw.text((w + 6 + _BAR, 0), f"{top:.3f}", fill="black")
     draw.text((w + 6 + _BAR, max(h - 11, 12)), "0", fill="black")
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 127.5 - 1, top
+
+
+def write_std(std: torch.Tensor, path: str, info: Optional[dict] = None) -> None:
+    """Write :func:`std_picture` of ``std`` to ``path`` atomically, marked as ddrm-fast's (``info``, kind "std", and
+    the scale's maximum as ``std_max``)."""
+    picture, top = std_picture(std)
+    write_png(picture, path, dict(info or {}, kind="std", std_max=round(top, 6)))
 
 
 def std_panel(std: torch.Tensor, samples: int) -> Panel:

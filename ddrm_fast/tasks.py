@@ -11,6 +11,7 @@ Images are (C, H, W) in [-1, 1]; a noise level ``sigma`` in [0, 1] pixel units i
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -51,7 +52,7 @@ def wiener(op: O.LinearOperator, y: torch.Tensor, sigma: float) -> torch.Tensor:
     return op.V(op.add_zeros(uty * gain)).reshape(uty.shape[0], *op.image_shape)
 
 
-def upsample(op: O.LinearOperator, y: torch.Tensor, sigma: float) -> torch.Tensor:
+def upsample(op: O.Resize, y: torch.Tensor, sigma: float) -> torch.Tensor:
     """The low-res y enlarged with the 1-D kernel of the resize operator (``op.kernel_1d``) along rows and columns:
     the classical upsampling matching ``resize`` (gray y, from ``color_sr4``, spread over the three channels)."""
     c, h, w = op.y_shape
@@ -151,24 +152,16 @@ def _observed_inpaint(observed, mask, options):
 def _convolution(shape: Shape, mask, generator, options: Options) -> O.Convolution:
     if options.kernel is None:
         raise ValueError("task deblur needs a blur kernel (--kernel FILE: .npy or an image)")
-    k = options.kernel
-    if k.shape[-2] > shape[1] or k.shape[-1] > shape[2]:
-        raise ValueError(f"task deblur: the kernel ({k.shape[-1]}x{k.shape[-2]}) is larger than the image "
-                         f"({shape[2]}x{shape[1]})")
-    return O.Convolution(k, shape)
+    return O.Convolution(options.kernel, shape)
 
 
 def _low_size(size: int, scale: float) -> int:
     return max(1, round(size / scale))
 
 
-def _resize(shape: Shape, mask, generator, options: Options, out: Optional[Tuple[int, int]] = None) -> O.Kronecker:
+def _resize(shape: Shape, mask, generator, options: Options, out: Optional[Tuple[int, int]] = None) -> O.Resize:
     c, h, w = shape
-    oh, ow = out or (_low_size(h, options.scale), _low_size(w, options.scale))
-    op = O.Kronecker(None, O.resize_matrix(h, oh, options.kernel_1d), O.resize_matrix(w, ow, options.kernel_1d),
-                     image_shape=shape)
-    op.kernel_1d = options.kernel_1d
-    return op
+    return O.Resize(shape, out or (_low_size(h, options.scale), _low_size(w, options.scale)), options.kernel_1d)
 
 
 def _observed_resize(observed, mask, options: Options):
@@ -176,13 +169,11 @@ def _observed_resize(observed, mask, options: Options):
     return _resize((c, round(h * options.scale), round(w * options.scale)), None, None, options, (h, w)), observed[None]
 
 
-def _color_sr(shape: Shape, mask, generator, options=None) -> O.Kronecker:
+def _color_sr(shape: Shape, mask, generator, options=None) -> O.Resize:
     if shape[0] != 3:
         raise ValueError(f"task color_sr4 needs a 3-channel image, got {shape[0]} channels")
     c, h, w = shape
-    op = O.Kronecker([list(LUMA)], O.resize_matrix(h, h // 4), O.resize_matrix(w, w // 4))
-    op.kernel_1d = "bicubic"
-    return op
+    return O.Resize(shape, (h // 4, w // 4), "bicubic", A_c=[list(LUMA)])
 
 
 def _observed_gray_low_res(observed, mask, options):
@@ -196,8 +187,6 @@ def motion_kernel(length: int = 9, angle: float = 30.0, size: Optional[int] = No
     drawn with anti-aliasing (each of 16 sub-steps per pixel shares its weight bilinearly) in a ``size`` x ``size``
     kernel (default: the smallest odd size holding it), normalised to sum 1. Not separable for angles other than
     multiples of 90 degrees."""
-    import math
-
     size = size or (2 * math.ceil(length / 2) + 1)
     k = torch.zeros(size, size, dtype=torch.float64)
     c, a = (size - 1) / 2, math.radians(angle)

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from . import restoration, speed, tasks
+from ._utils import one_line
 from .figures import comparison_panels, render, std_panel
 from .imageio import image_size, read_image, read_kernel, read_mask, write_png
 from .operators import KERNELS_1D
@@ -198,9 +199,9 @@ def build_app(server: Server, concurrency: int = 1):
             except Cancelled:
                 return None, None, ""
             except ValueError as exc:  # the visitor's input: one sentence on the page
-                raise gr.Error(_one_line(exc), print_exception=False) from None
+                raise gr.Error(one_line(exc), print_exception=False) from None
             except Exception as exc:  # noqa: BLE001 - never a traceback on the page; the server keeps serving
-                raise gr.Error(f"the restoration failed: {type(exc).__name__}: {_one_line(exc)}",
+                raise gr.Error(f"the restoration failed: {type(exc).__name__}: {one_line(exc)}",
                                print_exception=False) from None
             return out["figure"], out["restored"], out["scores"]
 
@@ -210,11 +211,6 @@ def build_app(server: Server, concurrency: int = 1):
         run.click(go, list(inputs.values()), [figure, download, scores], concurrency_limit=concurrency)
         app.unload(leave)
     return app
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def launch(server: Server, host: str = "127.0.0.1", port: int = 7860, concurrency: int = 1,

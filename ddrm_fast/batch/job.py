@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Union
 import torch
 
 from .. import restoration, speed, tasks
-from ..figures import comparison_panels, std_panel, std_picture, write_comparison
+from ..figures import comparison_panels, std_panel, write_comparison, write_std
 from ..files import DiskFull, FolderLock, LineLog, is_disk_full, read_npy, refuse_foreign, remove_own_temporaries
 from ..imageio import read_image, read_mask, write_png
 from ..restoration import Measurement, Settings
@@ -201,9 +201,7 @@ class Job:
         path = os.path.join(self.spec.out_dir, "std", it.stem + ".png")
         refuse_foreign(path, "png", f"std/{it.stem}.png exists and was not written by ddrm-fast; not overwritten")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        picture, top = std_picture(std)
-        write_png(picture, path, dict(png_info(item_record(it)), kind="std", samples=self.spec.samples,
-                                      std_max=round(top, 6)))
+        write_std(std, path, dict(png_info(item_record(it)), samples=self.spec.samples))
         return panels + [std_panel(std, self.spec.samples)] if panels else panels
 
     def score(self, rec: dict, it: Item, m: Measurement, xi: torch.Tensor) -> list:

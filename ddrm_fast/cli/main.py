@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
+from .._utils import one_line
 from ..files import DiskFull
 from .args import Parser
 
@@ -29,11 +30,6 @@ def build_parser() -> Parser:
     return p
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -42,10 +38,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return commands()[args.command].main(args)
     except DiskFull as exc:  # not a bad invocation: what was finished stays, a rerun goes on from there
-        print(f"ddrm-fast: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"ddrm-fast: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except ValueError as exc:  # a bad invocation: arguments, unreadable files named on the command line
-        print(f"ddrm-fast: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"ddrm-fast: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ddrm-fast: interrupted", file=sys.stderr)
@@ -54,5 +50,5 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("ddrm-fast: error: out of memory", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - no traceback reaches the user: the type and the first line
-        print(f"ddrm-fast: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        print(f"ddrm-fast: error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .. import compat
+from .._utils import one_line
 from ..compat import datasets, networks
 from ..files import FolderLock, open_regular, read_npy, refuse_foreign
 from ..imageio import write_png_uint8
@@ -252,8 +253,7 @@ class _Job:
                     loaded.append(datasets.preprocess(images[i][0], self.cfg))
                     kept.append(i)
                 except Exception as exc:  # noqa: BLE001 - a bad image is reported and left out of its batch
-                    print(f"ddrm-fast: {images[i][0]}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                          file=sys.stderr)
+                    print(f"ddrm-fast: {images[i][0]}: {one_line(exc)}", file=sys.stderr)
                     failed += 1
             if not loaded:
                 continue

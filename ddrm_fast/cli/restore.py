@@ -6,7 +6,7 @@ import sys
 from typing import Dict, Optional
 
 from .. import restoration, tasks
-from ..figures import comparison_panels, std_panel, std_picture, write_comparison
+from ..figures import comparison_panels, std_panel, write_comparison, write_std
 from ..files import FolderLock, check_output_path, name_max, refuse_foreign
 from ..imageio import read_image, read_mask, write_png
 from ..sampler import BACKENDS
@@ -186,8 +186,7 @@ def main(args) -> int:
                     panels.append(std_panel(r["std"], args.samples))
                 write_comparison(panels, path, info)
             elif key == "std":
-                picture, top = std_picture(r["std"])
-                write_png(picture, path, dict(info, kind="std", std_max=round(top, 6)))
+                write_std(r["std"], path, info)
             else:
                 write_png(r[key], path, dict(info, kind=key))
     samples = "" if args.samples == 1 else f", the mean of {args.samples} samples"

@@ -2,12 +2,12 @@
 from .base import LinearOperator
 from .group import GroupOperator, Denoise, Inpaint, SuperRes, Colorize
 from .kronecker import Kronecker
-from .separable import SeparableOperator, Blur, SRBicubic, resize_matrix, KERNELS_1D
+from .separable import SeparableOperator, Blur, SRBicubic, Resize, resize_matrix, KERNELS_1D
 from .convolution import Convolution
 from .cs import WalshHadamardCS
 from .dense import Dense
 from .check import check, OperatorCheckError
 
 __all__ = ["LinearOperator", "GroupOperator", "Denoise", "Inpaint", "SuperRes", "Colorize", "SeparableOperator",
-           "Blur", "SRBicubic", "WalshHadamardCS", "Dense", "Kronecker", "Convolution", "resize_matrix", "KERNELS_1D",
-           "check", "OperatorCheckError"]
+           "Blur", "SRBicubic", "WalshHadamardCS", "Dense", "Kronecker", "Resize", "Convolution", "resize_matrix",
+           "KERNELS_1D", "check", "OperatorCheckError"]

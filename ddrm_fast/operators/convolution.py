@@ -53,8 +53,6 @@ class Convolution(LinearOperator):
         zero_threshold: singular values |K(f)| under it count as unmeasured (DDRM's case 3).
     """
 
-    identity_U = False
-
     def __init__(self, kernel, image_shape: Sequence[int], boundary: str = "circular", zero_threshold: float = 1e-3):
         self.image_shape = check_image_shape(image_shape)
         c, h, w = self.image_shape
@@ -66,7 +64,7 @@ class Convolution(LinearOperator):
         if k.is_complex() or k.dim() not in (2, 3) or (k.dim() == 3 and k.shape[0] not in (1, c)) or k.numel() == 0:
             raise ValueError(f"kernel must be a real (kh, kw) or ({c}, kh, kw) tensor, got shape {tuple(k.shape)}")
         if k.shape[-2] > h or k.shape[-1] > w:
-            raise ValueError(f"kernel of size {k.shape[-2]}x{k.shape[-1]} is larger than the image {h}x{w}")
+            raise ValueError(f"the kernel ({k.shape[-1]}x{k.shape[-2]}) is larger than the image ({w}x{h})")
         if not bool(torch.isfinite(k).all()):
             raise ValueError("kernel must be finite")
         self.boundary = boundary

@@ -64,13 +64,12 @@ class Kronecker(LinearOperator):
         self.zero_threshold = zero_threshold  # operators.check allows this truncation of H
         self.factors = tuple(None if a is None else a.float() for a in factors)
         self.y_shape = tuple(n if a is None else a.shape[0] for a, n in zip(factors, sizes))
-        self.left, self.right, values = [], [], []
-        for a, n in zip(factors, sizes):
-            if a is None:
-                self.left.append(None), self.right.append(None), values.append(torch.ones(n, dtype=torch.float64))
-                continue
-            u, s, vh = torch.linalg.svd(a, full_matrices=True)
-            self.left.append(u.float()), self.right.append(vh.t().float()), values.append(s)
+        # each factor's SVD; the identity's is (None, ones, None): no product along that axis
+        svds = [(None, torch.ones(n, dtype=torch.float64), None) if a is None else torch.linalg.svd(a)
+                for a, n in zip(factors, sizes)]
+        self.left = [None if u is None else u.float() for u, _, _ in svds]
+        self.right = [None if vh is None else vh.t().float() for _, _, vh in svds]
+        values = [s for _, s, _ in svds]
         s3 = values[0].view(-1, 1, 1) * values[1].view(1, -1, 1) * values[2].view(1, 1, -1)
         self._singulars = torch.where(s3 < zero_threshold, torch.zeros_like(s3), s3).float().flatten()
         # positions of the (c, h, w) spectral block outside the measured corner

@@ -16,7 +16,8 @@ import torch
 from .base import check_image_shape, check_ratio
 from .kronecker import Kronecker
 
-__all__ = ["SeparableOperator", "Blur", "SRBicubic", "conv_matrix", "bicubic_matrix", "resize_matrix", "KERNELS_1D"]
+__all__ = ["SeparableOperator", "Blur", "SRBicubic", "Resize", "conv_matrix", "bicubic_matrix", "resize_matrix",
+           "KERNELS_1D"]
 
 
 def conv_matrix(kernel: torch.Tensor, size: int) -> torch.Tensor:
@@ -99,6 +100,20 @@ class SeparableOperator(Kronecker):
         if H_c.dim() != 2 or H_c.shape[1] != shape[2] or H_c.shape[0] > shape[2]:
             raise ValueError(f"H_c must be (w, {shape[2]}) with w <= {shape[2]}, got {tuple(H_c.shape)}")
         super().__init__(None, H_r, H_c, image_shape=shape, zero_threshold=zero_threshold)
+
+
+class Resize(Kronecker):
+    """Resizing every channel to ``size`` (h, w) with a 1-D kernel of :data:`KERNELS_1D` along rows and columns
+    (:func:`resize_matrix`), after mixing the channels with ``A_c`` (m_c, C) when given (the luma row: a gray photo
+    at a smaller size). ``kernel_1d`` is kept: the matching classical upsampling (``tasks.upsample``) uses it."""
+
+    def __init__(self, image_shape: Sequence[int], size: Sequence[int], kernel_1d: str = "bicubic", A_c=None,
+                 zero_threshold: float = 1e-3):
+        shape = check_image_shape(image_shape)
+        h, w = (int(v) for v in size)
+        self.kernel_1d = kernel_1d
+        super().__init__(A_c, resize_matrix(shape[1], h, kernel_1d), resize_matrix(shape[2], w, kernel_1d),
+                         image_shape=shape, zero_threshold=zero_threshold)
 
 
 class Blur(SeparableOperator):
