@@ -138,7 +138,8 @@ def _scores_line(r: restoration.Restored, label: str) -> str:
 
 
 def _no_web_fonts(gr):
-    """The default theme with the system's fonts: Gradio's themes load Google's fonts otherwise."""
+    """The default theme with the system's fonts: Gradio 6's default serves its fonts itself, earlier versions'
+    loaded Google's; the system's keep the page offline whatever the version."""
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                              font_mono=["ui-monospace", "monospace"])
 

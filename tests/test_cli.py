@@ -531,6 +531,8 @@ def test_restore_samples_writes_the_mean_and_spread_of_k_posterior_samples(small
     assert np.abs(got - to_uint8(xs[0]).astype(int)).max() > 10
     assert read_png_info(str(out / "face_sr4_restored.png"))["samples"] == 3
     picture, top = std_picture(xs.std(0))
+    # the scale by hand: the RMS over channels of the std, in [0, 1] pixel units (half the [-1, 1] units)
+    assert top == pytest.approx(float(xs.std(0).pow(2).mean(0).sqrt().max()) / 2, rel=1e-5)
     info = read_png_info(str(out / "face_sr4_std.png"))
     assert info["kind"] == "std" and info["samples"] == 3 and info["std_max"] == pytest.approx(top, abs=1e-4)
     got = np.asarray(Image.open(out / "face_sr4_std.png")).astype(int)

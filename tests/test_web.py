@@ -6,6 +6,7 @@ size to download; a broken upload is one sentence on the page and the server goe
 where gradio, selenium or Chromium is missing (`.ci/run` installs Chromium when it can).
 """
 import io
+import json
 import os
 import shutil
 import socket
@@ -71,6 +72,9 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1400,1300"):
         options.add_argument(arg)
+    # every request the page makes, failed ones too (an offline request to a font server never completes, so the
+    # page's own resource timings would not show it)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     yield driver
     driver.quit()
@@ -146,7 +150,8 @@ def test_a_visitor_restores_a_photo_and_downloads_it(server, browser, tmp_path):
     restored = Image.open(io.BytesIO(data))
     assert restored.format == "PNG" and restored.size == (64, 64)
     # nothing the page loaded came from anywhere but this server
-    sources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    sources = [json.loads(entry["message"])["message"] for entry in browser.get_log("performance")]
+    sources = [m["params"]["request"]["url"] for m in sources if m.get("method") == "Network.requestWillBeSent"]
     assert sources and all(s.startswith(url.rstrip("/")) or s.startswith("data:") or s.startswith("blob:")
                            for s in sources), [s for s in sources if not s.startswith(url.rstrip("/"))]
 
